@@ -1,0 +1,1 @@
+"""Prefect flows: dispatch, collect, aggregate, load. Thin orchestration over the domain core."""

@@ -1,0 +1,81 @@
+"""`dispatch` (hourly): validate every participant, collect what is due, load what changed.
+
+A broken participant or meter fails alone: the others are collected and loaded, the run's table
+artifact says who failed and why, and the run ends Failed naming them, so that operators see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+
+from flows.collect import Collection, MeterOutcome, collect_participant
+from meterflow.errors import MeterflowError
+from meterflow.participants import list_participants
+from meterflow.timeutil import HourWindow, floor_hour
+from tasks.participants import validate_participant
+from tasks.warehouse import aggregate_window, load_window
+
+
+class DispatchFailed(MeterflowError):
+    """Some participants or meters failed; everything else was collected and loaded."""
+
+
+def resolve_window(start: str | None, end: str | None, lookback_hours: int) -> HourWindow:
+    """The explicit window, or the `lookback_hours` complete hours before now."""
+    if start and end:
+        return HourWindow.parse(start, end)
+    last = floor_hour(datetime.now(UTC))
+    return HourWindow(last - timedelta(hours=lookback_hours), last)
+
+
+def _run_name() -> str:
+    p = flow_run.parameters
+    return f"dispatch/{resolve_window(p.get('start'), p.get('end'), p.get('lookback_hours', 24))}"
+
+
+@flow(flow_run_name=_run_name)
+def dispatch(
+    start: str | None = None,
+    end: str | None = None,
+    data_root: str = "data",
+    warehouse_path: str = "data/warehouse.duckdb",
+    participants: list[str] | None = None,
+    lookback_hours: int = 24,
+) -> list[dict]:
+    """Run every participant's collection, load and aggregation for the window.
+
+    Without `start`/`end` the window is the last `lookback_hours` whole hours (UTC): hours
+    already complete are skipped, so an hourly schedule also fills gaps after downtime.
+    """
+    logger = get_run_logger()
+    window = resolve_window(start, end, lookback_hours)
+    ids = participants or list_participants(data_root)
+    logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
+    outcomes: list[MeterOutcome] = []
+    for participant_id in ids:
+        try:
+            participant = validate_participant(data_root, participant_id)
+        except MeterflowError as exc:
+            logger.error("participant %s skipped: %s", participant_id, exc)
+            outcomes.append(MeterOutcome(participant_id, "*", status="failed", why=str(exc)))
+            continue
+        collection: Collection = collect_participant(data_root, participant, window)
+        outcomes.extend(collection.outcomes)
+        if collection.changed:
+            load_window(data_root, warehouse_path, participant, collection.changed)
+            aggregate_window(data_root, warehouse_path, participant, collection.changed)
+    rows = [asdict(o) for o in outcomes]
+    create_table_artifact(
+        key="dispatch-summary",
+        table=rows,
+        description=f"Dispatch {window}: hours new, cached, missing per meter; failures and why.",
+    )
+    failed = [f"{o.participant}/{o.meter}: {o.why}" for o in outcomes if o.status == "failed"]
+    if failed:
+        raise DispatchFailed(f"{len(failed)} failed:\n" + "\n".join(failed))
+    return rows

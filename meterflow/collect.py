@@ -1,0 +1,171 @@
+"""Collect one meter window: fetch -> keep raw log -> standardise hourly -> upsert, no Prefect.
+
+The connector is passed in (connectors depend on the core, never the reverse). A connector's
+`fetch` is its only I/O; `parse` is pure, so the archive can be re-standardised at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar, Protocol
+
+import pandas as pd
+
+from meterflow.config import Meter, Participant
+from meterflow.errors import SourceDataError
+from meterflow.hourly_store import read_hours, upsert_hours
+from meterflow.rawlog import Payload, RawLog
+from meterflow.readings import SourceReadings
+from meterflow.standardise import standardise
+from meterflow.storage import Storage
+from meterflow.timeutil import HourWindow
+
+# Payloads around new data that are re-read so that registers difference across file borders.
+CONTEXT = timedelta(days=2)
+# Hours around new data that are rewritten (inside CONTEXT, so edges are never half-read).
+REWRITE = timedelta(days=1)
+
+
+class Connector(Protocol):
+    type: ClassVar[str]
+    version: ClassVar[str]
+    # File-fed connectors look for new files on every dispatch; API connectors fetch windows.
+    polls: ClassVar[bool]
+
+    def fetch(self, storage: Storage, meter: Meter, window: HourWindow) -> list[Payload]:
+        """Everything new the source has for this meter (the only I/O a connector does)."""
+
+    def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
+        """Source readings from one payload; raise SourceDataError naming the line."""
+
+
+@dataclass
+class CollectResult:
+    participant: str
+    meter: str
+    window: HourWindow
+    payloads_new: int = 0
+    hours_cached: int = 0
+    hours_missing: int = 0
+    changed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rejected: list[str] = field(default_factory=list)
+
+    @property
+    def hours_new(self) -> int:
+        return len(self.changed)
+
+
+def is_complete(hourly: pd.DataFrame) -> pd.Series:
+    """An hour is complete when the source covered all of it with a usable value."""
+    return (hourly["coverage"] >= 0.999) & (hourly["quality"] != "missing")
+
+
+def complete_hours(storage: Storage, meter: Meter, window: HourWindow) -> pd.DatetimeIndex:
+    stored = read_hours(storage, meter, window.days())
+    done = stored.loc[is_complete(stored), "hour_utc"]
+    return window.hours().intersection(pd.DatetimeIndex(done))
+
+
+def collect_meter(
+    storage: Storage,
+    participant: Participant,
+    meter: Meter,
+    connector: Connector,
+    window: HourWindow,
+    now: datetime | None = None,
+) -> CollectResult:
+    """Fetch what is new for `meter`, archive it, and upsert the hours it changes.
+
+    Unreadable payloads are archived, copied to `quarantine/` with a reason, and reported in
+    `rejected`; the rest of the meter's data still goes through.
+    """
+    now = now or datetime.now(UTC)
+    result = CollectResult(participant.id, meter.id, window)
+    result.hours_cached = len(complete_hours(storage, meter, window))
+    log = RawLog(storage, meter.id)
+    spans = []
+    for payload in connector.fetch(storage, meter, window):
+        if log.has(payload):
+            _consume(storage, payload)
+            continue
+        try:
+            readings = connector.parse(payload.data, payload.name, meter)
+        except SourceDataError as exc:
+            error = exc.located(participant=participant.id, meter=meter.id, file=payload.source)
+            log.add(payload, None, now, error=str(error))
+            quarantine(storage, meter.id, payload, str(error))
+            result.rejected.append(str(error))
+            continue
+        span = _span(readings)
+        log.add(payload, span, now)
+        _consume(storage, payload)
+        result.payloads_new += 1
+        if span:
+            spans.append(span)
+    if spans:
+        start = min(s[0] for s in spans) - REWRITE
+        end = max(s[1] for s in spans) + REWRITE
+        hourly = _standardise_archive(
+            storage, log, meter, connector, start - CONTEXT, end + CONTEXT
+        )
+        inside = (hourly["hour_utc"] >= start) & (hourly["hour_utc"] < end)
+        result.changed = upsert_hours(storage, meter, hourly[inside])
+    result.hours_missing = len(window.hours()) - len(complete_hours(storage, meter, window))
+    return result
+
+
+def _standardise_archive(storage, log, meter, connector, start, end) -> pd.DataFrame:
+    parsed = [
+        connector.parse(storage.read(ref.key), ref.name, meter)
+        for ref in log.overlapping(start, end)
+    ]
+    return standardise_meter(parsed, meter)
+
+
+def standardise_meter(parsed: list[SourceReadings], meter: Meter) -> pd.DataFrame:
+    """Hourly readings of a meter from its parsed payloads, oldest first (later ones win)."""
+    readings = SourceReadings(
+        parsed[0].kind, parsed[0].unit, pd.concat([p.frame for p in parsed], ignore_index=True)
+    )
+    settings = meter.connector
+    return standardise(
+        readings,
+        meter.data_type,
+        register_max=getattr(settings, "register_max", None),
+        max_gap_minutes=getattr(settings, "max_gap_minutes", None),
+    )
+
+
+def _span(readings: SourceReadings) -> tuple[datetime, datetime] | None:
+    """The UTC span a payload's readings cover, widened to whole minutes."""
+    frame = readings.frame
+    if frame.empty:
+        return None
+    columns = {"interval": ("start", "end"), "hourly": ("hour_utc", "hour_utc")}
+    first, last = columns.get(readings.kind, ("time", "time"))
+    end = frame[last].max() + (
+        pd.Timedelta(hours=1) if readings.kind == "hourly" else pd.Timedelta(0)
+    )
+    return (
+        frame[first].min().floor("min").to_pydatetime(),
+        end.ceil("min").to_pydatetime() + timedelta(minutes=1),
+    )
+
+
+def quarantine(storage: Storage, meter_id: str, payload: Payload, reason: str) -> str:
+    """Keep rejected input beside a reason file, then take it out of the inbox."""
+    key = f"quarantine/{meter_id}/{payload.sha[:16]}_{RawLog.safe_name(payload.name)}"
+    storage.write(key, payload.data)
+    storage.write(
+        key + ".reason.json",
+        json.dumps({"source": payload.source, "reason": reason}, indent=2).encode(),
+    )
+    _consume(storage, payload)
+    return key
+
+
+def _consume(storage: Storage, payload: Payload) -> None:
+    if payload.consumed_key:
+        storage.delete(payload.consumed_key)

@@ -1,0 +1,122 @@
+"""Participant configuration as typed, immutable models (the XML is parsed in participant_xml)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from meterflow.units import STANDARD_UNIT, DataType
+
+AggregationMethod = Literal["sum", "mean", "max", "min"]
+
+# Used when a participant's XML has no rule for a data type.
+DEFAULT_AGGREGATION: dict[str, AggregationMethod] = {
+    "energy": "sum",
+    "solar": "sum",
+    "temperature": "mean",
+    "occupancy": "sum",
+    "irradiance": "mean",
+}
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OfficeHours(Frozen):
+    days: tuple[str, ...]
+    start: str
+    end: str
+
+
+class CsvSettings(Frozen):
+    type: Literal["csv"] = "csv"
+    path: str
+    kind: Literal["interval", "cumulative", "instantaneous"]
+    unit: str
+    timestamp_column: str = "timestamp"
+    timestamp_format: str = "iso"
+    timezone: str = "UTC"
+    label: Literal["start", "end"] = "start"
+    value_column: str = "value"
+    delimiter: str = ","
+    interval_minutes: int | None = None
+    register_max: float | None = None
+    max_gap_minutes: int | None = None
+
+
+class Nem12Settings(Frozen):
+    type: Literal["nem12"] = "nem12"
+    path: str
+    nmi: str
+    suffix: str
+
+
+class PushSettings(Frozen):
+    type: Literal["push"] = "push"
+
+
+ConnectorSettings = Annotated[
+    CsvSettings | Nem12Settings | PushSettings, Field(discriminator="type")
+]
+
+
+class Meter(Frozen):
+    id: str
+    property_id: str
+    data_type: DataType
+    connector: ConnectorSettings
+    name: str | None = None
+    credentials: str | None = None
+    device_id: str | None = None
+
+    @property
+    def unit(self) -> str:
+        """The standard unit of this meter's hourly readings."""
+        return STANDARD_UNIT[self.data_type]
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the meter's whole configuration: changes exactly when its settings change."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+class Property(Frozen):
+    id: str
+    name: str
+    timezone: str
+    country: str
+    region: str | None = None
+    floor_area_m2: float
+    office_hours: OfficeHours | None = None
+    meters: tuple[Meter, ...]
+
+
+class Participant(Frozen):
+    id: str
+    name: str
+    properties: tuple[Property, ...]
+    aggregation: dict[str, AggregationMethod] = Field(default_factory=dict)
+    mrv_enabled: bool = False
+    mrv_settings: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def meters(self) -> list[Meter]:
+        return [meter for prop in self.properties for meter in prop.meters]
+
+    def meter(self, meter_id: str) -> Meter:
+        for meter in self.meters:
+            if meter.id == meter_id:
+                return meter
+        raise KeyError(f"participant {self.id} has no meter {meter_id!r}")
+
+    def property(self, property_id: str) -> Property:
+        for prop in self.properties:
+            if prop.id == property_id:
+                return prop
+        raise KeyError(f"participant {self.id} has no property {property_id!r}")
+
+    def aggregation_method(self, data_type: str) -> AggregationMethod:
+        return self.aggregation.get(data_type, DEFAULT_AGGREGATION[data_type])

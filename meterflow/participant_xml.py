@@ -1,0 +1,212 @@
+"""Read a participant's XML configuration safely, validate it against the XSD, build the models.
+
+Hostile input is refused before it is parsed: no DTD or entity declarations (so no entity
+expansion or external fetches), bounded size and nesting depth. Every problem is reported with
+the file and line it is on, and all of them at once, so a user can fix a file in one pass.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zoneinfo
+from functools import cache, partial
+from pathlib import Path
+
+import xmlschema
+from lxml import etree
+
+from meterflow.config import (
+    CsvSettings,
+    Meter,
+    Nem12Settings,
+    OfficeHours,
+    Participant,
+    Property,
+    PushSettings,
+)
+from meterflow.errors import ConfigError, ConfigIssue
+from meterflow.timeutil import parse_zone
+from meterflow.units import ACCEPTED_QUANTITIES, quantity
+
+XSD_PATH = Path(__file__).resolve().parent.parent / "configs" / "participant.xsd"
+MAX_BYTES = 1_000_000
+MAX_DEPTH = 12
+
+_DECLARATION = re.compile(rb"<!(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
+# Long runs of characters that look like an API key or secret, not a block name.
+_KEY_SHAPED = re.compile(r"^(key_|sk_|Bearer\s)|^[A-Za-z0-9+/_=-]{32,}$")
+_SAFE_PARSE = partial(
+    etree.iterparse, resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+)
+
+
+@cache
+def _schema() -> xmlschema.XMLSchema:
+    return xmlschema.XMLSchema(str(XSD_PATH))
+
+
+def load_participant(source: str | Path | bytes, name: str | None = None) -> Participant:
+    """Parse, validate and return a participant; raise ConfigError listing every problem."""
+    if isinstance(source, bytes):
+        data, name = source, name or "<participant.xml>"
+    else:
+        path = Path(source)
+        name = name or str(source)
+        if path.stat().st_size > MAX_BYTES:
+            raise ConfigError(name, [ConfigIssue(None, f"file is larger than {MAX_BYTES} bytes")])
+        data = path.read_bytes()
+    root = _parse(data, name)
+    return _build(root, name)
+
+
+def _parse(data: bytes, name: str) -> etree._Element:
+    if len(data) > MAX_BYTES:
+        raise ConfigError(name, [ConfigIssue(None, f"file is larger than {MAX_BYTES} bytes")])
+    declaration = _DECLARATION.search(data)
+    if declaration:
+        line = data.count(b"\n", 0, declaration.start()) + 1
+        raise ConfigError(name, [ConfigIssue(line, "DTD and entity declarations are not allowed")])
+    try:
+        resource = xmlschema.XMLResource(io.BytesIO(data), defuse="always", iterparse=_SAFE_PARSE)
+    except (etree.XMLSyntaxError, xmlschema.XMLResourceError) as exc:
+        syntax = next(
+            (
+                e
+                for e in (exc, exc.__cause__, exc.__context__)
+                if isinstance(e, etree.XMLSyntaxError)
+            ),
+            None,
+        )
+        issue = (
+            ConfigIssue(syntax.lineno, f"not well-formed XML: {syntax.msg}")
+            if syntax
+            else ConfigIssue(None, str(exc))
+        )
+        raise ConfigError(name, [issue]) from None
+    root = resource.root
+    deepest = max((len(list(el.iterancestors())) for el in root.iter()), default=0)
+    if deepest >= MAX_DEPTH:
+        raise ConfigError(name, [ConfigIssue(None, f"nesting deeper than {MAX_DEPTH} levels")])
+    issues = [
+        ConfigIssue(error.sourceline, f"{error.path}: {error.reason or error.message}")
+        for error in _schema().iter_errors(resource)
+    ]
+    if issues:
+        raise ConfigError(name, issues)
+    return root
+
+
+def _build(root: etree._Element, name: str) -> Participant:
+    """Turn a schema-valid tree into models, collecting the checks the XSD cannot express."""
+    issues: list[ConfigIssue] = []
+
+    def check(ok: bool, element: etree._Element, message: str) -> None:
+        if not ok:
+            issues.append(ConfigIssue(element.sourceline, message))
+
+    properties = []
+    for prop_el in root.iterfind("properties/property"):
+        tz = prop_el.get("timezone")
+        check(_is_iana(tz), prop_el, f"property {prop_el.get('id')}: unknown time zone {tz!r}")
+        office = prop_el.find("officeHours")
+        office_hours = None
+        if office is not None:
+            start, end = office.get("start"), office.get("end")
+            check(start < end, office, f"office hours start {start} is not before end {end}")
+            office_hours = OfficeHours(days=tuple(office.get("days").split()), start=start, end=end)
+        meters = [_meter(el, prop_el.get("id"), check) for el in prop_el.iterfind("meter")]
+        properties.append(
+            Property(
+                id=prop_el.get("id"),
+                name=prop_el.get("name"),
+                timezone=tz,
+                country=prop_el.get("country"),
+                region=prop_el.get("region"),
+                floor_area_m2=float(prop_el.get("floorArea")),
+                office_hours=office_hours,
+                meters=tuple(meters),
+            )
+        )
+    if issues:
+        raise ConfigError(name, issues)
+    mrv = root.find("mrv")
+    return Participant(
+        id=root.get("id"),
+        name=root.get("name"),
+        properties=tuple(properties),
+        aggregation={r.get("dataType"): r.get("method") for r in root.iterfind("aggregation/rule")},
+        mrv_enabled=mrv is not None and mrv.get("enabled") in ("true", "1"),
+        mrv_settings={}
+        if mrv is None
+        else {s.get("name"): s.get("value") for s in mrv.iterfind("setting")},
+    )
+
+
+def _meter(el: etree._Element, property_id: str, check) -> Meter:
+    meter_id, data_type = el.get("id"), el.get("dataType")
+    credentials = el.get("credentials")
+    if credentials is not None:
+        check(
+            not _KEY_SHAPED.search(credentials),
+            el,
+            f"meter {meter_id}: credentials must name a Prefect block, not hold a key",
+        )
+    (connector_el,) = list(el)
+    kind = connector_el.tag
+    if kind == "csv":
+        a = connector_el.attrib
+        connector = CsvSettings(
+            path=a["path"],
+            kind=a["kind"],
+            unit=a["unit"],
+            timestamp_column=a.get("timestampColumn", "timestamp"),
+            timestamp_format=a.get("timestampFormat", "iso"),
+            timezone=a.get("timezone", "UTC"),
+            label=a.get("label", "start"),
+            value_column=a.get("valueColumn", "value"),
+            delimiter=a.get("delimiter", ","),
+            interval_minutes=int(a["intervalMinutes"]) if "intervalMinutes" in a else None,
+            register_max=float(a["registerMax"]) if "registerMax" in a else None,
+            max_gap_minutes=int(a["maxGapMinutes"]) if "maxGapMinutes" in a else None,
+        )
+        unit_quantity = quantity(connector.unit)
+        check(
+            unit_quantity in ACCEPTED_QUANTITIES[data_type],
+            connector_el,
+            f"meter {meter_id}: unit {connector.unit} ({unit_quantity}) cannot feed data type "
+            f"{data_type}",
+        )
+        check(
+            (connector.kind == "instantaneous") != (unit_quantity == "energy"),
+            connector_el,
+            f"meter {meter_id}: kind {connector.kind} needs "
+            + ("a non-energy unit" if connector.kind == "instantaneous" else "an energy unit"),
+        )
+        try:
+            parse_zone(connector.timezone)
+        except ValueError as exc:
+            check(False, connector_el, f"meter {meter_id}: {exc}")
+    elif kind == "nem12":
+        a = connector_el.attrib
+        connector = Nem12Settings(path=a["path"], nmi=a["nmi"], suffix=a["suffix"])
+        check(
+            data_type in ("energy", "solar"),
+            connector_el,
+            f"meter {meter_id}: NEM12 carries energy, not {data_type}",
+        )
+    else:
+        connector = PushSettings()
+    return Meter(
+        id=meter_id,
+        property_id=property_id,
+        data_type=data_type,
+        connector=connector,
+        name=el.get("name"),
+        credentials=credentials,
+        device_id=el.get("deviceId"),
+    )
+
+
+def _is_iana(name: str | None) -> bool:
+    return bool(name) and name in zoneinfo.available_timezones()

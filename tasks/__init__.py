@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over the domain core that add run names, retries and logging."""

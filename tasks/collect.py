@@ -1,0 +1,46 @@
+"""Plan and collect meter windows: one task run per meter window, never per meter-hour."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+
+from connectors import connector_for
+from meterflow.collect import CollectResult, collect_meter
+from meterflow.config import Participant
+from meterflow.participants import open_storage
+from meterflow.plan import MeterWindow, plan_meters
+from meterflow.timeutil import HourWindow
+
+
+@task(task_run_name="plan/{participant.id}/{window}")
+def plan_participant(
+    data_root: str, participant: Participant, window: HourWindow
+) -> list[MeterWindow]:
+    storage = open_storage(data_root, participant.id)
+    return plan_meters(storage, participant, window, lambda meter: connector_for(meter).polls)
+
+
+@task(task_run_name="collect/{participant.id}/{planned.meter_id}/{planned.window.start:%Y-%m-%d}")
+def collect_meter_window(
+    data_root: str, participant: Participant, planned: MeterWindow
+) -> CollectResult:
+    meter = participant.meter(planned.meter_id)
+    result = collect_meter(
+        open_storage(data_root, participant.id),
+        participant,
+        meter,
+        connector_for(meter),
+        planned.window,
+    )
+    logger = get_run_logger()
+    for reason in result.rejected:
+        logger.warning("quarantined: %s", reason)
+    logger.info(
+        "%s/%s: %d new payloads, %d hours changed, %d missing",
+        participant.id,
+        meter.id,
+        result.payloads_new,
+        result.hours_new,
+        result.hours_missing,
+    )
+    return result

@@ -1,0 +1,14 @@
+"""Validate a participant's configuration as the first step of its collection."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from meterflow.config import Participant
+from meterflow.participants import open_storage, read_configuration
+
+
+@task(task_run_name="validate/{participant_id}")
+def validate_participant(data_root: str, participant_id: str) -> Participant:
+    """Fails with every XML problem, by line, if the participant's configuration is invalid."""
+    return read_configuration(open_storage(data_root, participant_id))

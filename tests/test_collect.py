@@ -1,0 +1,143 @@
+"""Collecting meters: raw log kept as fetched, reruns change nothing, bad input is quarantined."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from connectors import connector_for
+from meterflow.aggregate import aggregate_changes
+from meterflow.collect import collect_meter
+from meterflow.hourly_store import read_hours
+from meterflow.participant_xml import load_participant
+from meterflow.timeutil import HourWindow
+
+CONFIG = """<participant id="acme" name="Acme">
+  <properties>
+    <property id="hq" name="HQ" timezone="Australia/Sydney" country="AU" floorArea="100">
+      <meter id="main" dataType="energy">
+        <csv path="exports/main/" kind="interval" unit="kWh" intervalMinutes="30"/>
+      </meter>
+      <meter id="sub" dataType="energy">
+        <csv path="exports/sub/" kind="cumulative" unit="kWh"/>
+      </meter>
+      <meter id="pv" dataType="solar"><push/></meter>
+    </property>
+  </properties>
+</participant>"""
+WINDOW = HourWindow.parse("2026-04-01T00:00", "2026-04-01T04:00")
+NOW = datetime(2026, 4, 2, tzinfo=UTC)
+
+
+@pytest.fixture
+def participant():
+    return load_participant(CONFIG.encode())
+
+
+def collect(storage, participant, meter_id, now=NOW):
+    meter = participant.meter(meter_id)
+    return collect_meter(storage, participant, meter, connector_for(meter), WINDOW, now=now)
+
+
+def interval_export(values: list[float]) -> bytes:
+    stamps = pd.date_range("2026-04-01T00:00Z", periods=len(values), freq="30min")
+    rows = "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},{v}\n" for t, v in zip(stamps, values))
+    return ("timestamp,value\n" + rows).encode()
+
+
+def test_collect_archives_raw_and_writes_hourly(storage, participant):
+    storage.write("exports/main/day1.csv", interval_export([1, 2, 3, 4, 5, 6, 7, 8]))
+    result = collect(storage, participant, "main")
+    assert (result.payloads_new, result.hours_new, result.hours_missing) == (1, 4, 0)
+    (raw,) = [k for k in storage.list("raw/main/") if not k.endswith(".meta.json")]
+    assert storage.read(raw) == interval_export([1, 2, 3, 4, 5, 6, 7, 8])  # as fetched
+    meta = json.loads(storage.read(raw + ".meta.json"))
+    assert meta["source"] == "acme:exports/main/day1.csv" and meta["status"] == "accepted"
+    stored = read_hours(storage, participant.meter("main"), WINDOW.days())
+    assert stored.value.tolist() == [3.0, 7.0, 11.0, 15.0]
+    assert storage.list("standardised/energy/main/") == [
+        "standardised/energy/main/2026-04-01.parquet"
+    ]
+
+
+def test_rerun_changes_nothing(storage, participant):
+    storage.write("exports/main/day1.csv", interval_export([1, 2, 3, 4, 5, 6, 7, 8]))
+    collect(storage, participant, "main")
+    before = {k: storage.read(k) for k in storage.list()}
+    again = collect(storage, participant, "main", now=datetime(2026, 4, 3, tzinfo=UTC))
+    assert (again.payloads_new, again.hours_new, again.hours_cached) == (0, 0, 4)
+    assert {k: storage.read(k) for k in storage.list()} == before
+
+
+def test_a_corrected_export_updates_only_the_hours_it_changes(storage, participant):
+    storage.write("exports/main/day1.csv", interval_export([1, 2, 3, 4, 5, 6, 7, 8]))
+    collect(storage, participant, "main")
+    storage.write("exports/main/day1-corrected.csv", interval_export([1, 2, 3, 4, 5, 9, 7, 8]))
+    result = collect(storage, participant, "main", now=datetime(2026, 4, 3, tzinfo=UTC))
+    assert result.changed.hour_utc.tolist() == [pd.Timestamp("2026-04-01T02:00Z")]
+    assert result.changed.value.tolist() == [14.0]
+    # Both versions stay in the raw log.
+    assert len([k for k in storage.list("raw/main/") if not k.endswith(".meta.json")]) == 2
+
+
+def test_registers_difference_across_file_borders(storage, participant):
+    storage.write("exports/sub/a.csv", b"timestamp,value\n2026-04-01T00:00Z,10\n"
+                                       b"2026-04-01T01:00Z,12\n")  # fmt: skip
+    collect(storage, participant, "sub")
+    storage.write("exports/sub/b.csv", b"timestamp,value\n2026-04-01T02:00Z,15\n"
+                                       b"2026-04-01T03:00Z,19\n")  # fmt: skip
+    collect(storage, participant, "sub", now=datetime(2026, 4, 3, tzinfo=UTC))
+    stored = read_hours(storage, participant.meter("sub"), WINDOW.days())
+    # 10 -> 12 -> (next file) 15 -> 19: hours 00, 01 and 02 get 2, 3 and 4 kWh.
+    assert stored.value.tolist() == [2.0, 3.0, 4.0]
+
+
+def test_a_bad_export_is_quarantined_with_its_line_and_the_rest_goes_through(storage, participant):
+    storage.write("exports/main/good.csv", interval_export([1, 1, 1, 1]))
+    storage.write("exports/main/bad.csv", b"timestamp,value\n2026-04-01T02:00:00Z,12\n"
+                                          b"2026-04-01T02:30:00Z,twelve\n")  # fmt: skip
+    result = collect(storage, participant, "main")
+    (reason,) = result.rejected
+    assert reason == "acme/main, acme:exports/main/bad.csv:3: 'twelve' is not a number"
+    assert result.hours_new == 2
+    quarantined = storage.list("quarantine/main/")
+    assert any(k.endswith("_bad.csv") for k in quarantined)
+    reason_file = next(k for k in quarantined if k.endswith(".reason.json"))
+    assert json.loads(storage.read(reason_file))["reason"] == reason
+    assert storage.exists("exports/main/bad.csv")  # the participant's own file is left alone
+
+
+def test_pushed_files_leave_the_inbox_and_late_data_reaggregates_its_hours(storage, participant):
+    body = "hour_utc,value,unit\n" + "".join(
+        f"2026-04-01T0{h}:00:00Z,{h + 1},kWh\n" for h in range(4)
+    )
+    storage.write("inbox/pv/day.csv", body.encode())
+    storage.write("inbox/pv/broken.csv", b"hour_utc,value,unit\n2026-04-01 05:00,1,kWh\n")
+    first = collect(storage, participant, "pv")
+    assert first.hours_new == 4 and len(first.rejected) == 1
+    assert storage.list("inbox/") == []
+    assert len([k for k in storage.list("quarantine/pv/") if k.endswith("broken.csv")]) == 1
+
+    # A correction for one past hour arrives later: exactly that property-hour is recomputed.
+    storage.write("inbox/pv/fix.json", json.dumps(
+        [{"hour_utc": "2026-04-01T01:00:00Z", "value": 9.5, "unit": "kWh"}]
+    ).encode())  # fmt: skip
+    late = collect(storage, participant, "pv", now=datetime(2026, 4, 5, tzinfo=UTC))
+    assert late.hours_new == 1
+    rows = aggregate_changes(storage, participant, {"pv": late.changed})
+    assert rows[["property_id", "data_type", "value"]].values.tolist() == [["hq", "solar", 9.5]]
+    assert rows.hour_utc.tolist() == [pd.Timestamp("2026-04-01T01:00Z")]
+
+
+def test_property_coverage_is_meters_reporting_over_meters_expected(storage, participant):
+    storage.write("exports/main/day1.csv", interval_export([1, 1, 1, 1, 1, 1, 1, 1]))
+    storage.write("exports/sub/a.csv", b"timestamp,value\n2026-04-01T00:00Z,10\n"
+                                       b"2026-04-01T01:00Z,12\n")  # fmt: skip
+    changed = {m: collect(storage, participant, m).changed for m in ("main", "sub")}
+    rows = aggregate_changes(storage, participant, changed).set_index("hour_utc")
+    hour0, hour1 = pd.Timestamp("2026-04-01T00:00Z"), pd.Timestamp("2026-04-01T01:00Z")
+    assert rows.loc[hour0, ["value", "coverage", "meters_reporting"]].tolist() == [4.0, 1.0, 2]
+    assert rows.loc[hour1, ["value", "coverage", "meters_reporting"]].tolist() == [2.0, 0.5, 1]
