@@ -51,9 +51,9 @@ class PushConnector:
 def parse_push(data: bytes, name: str, data_type: str) -> SourceReadings:
     """Validate a pushed file completely; raise naming the first bad line (or JSON item)."""
     if name.lower().endswith(".json"):
-        table, where = _json_table(data), "readings[{}]"
+        table, is_csv = _json_table(data), False
     elif name.lower().endswith(".csv"):
-        table, where = _csv_table(data), "line {}"
+        table, is_csv = _csv_table(data), True
     else:
         raise SourceDataError("pushed files must end in .csv or .json")
     missing = [column for column in REQUIRED if column not in table.columns]
@@ -65,8 +65,10 @@ def parse_push(data: bytes, name: str, data_type: str) -> SourceReadings:
 
     def fail(mask: pd.Series, message: str) -> None:
         if mask.any():
-            position = mask.to_numpy().argmax()
-            raise SourceDataError(f"{where.format(table.index[position])}: {message}")
+            at = int(table.index[mask.to_numpy().argmax()])
+            if is_csv:
+                raise SourceDataError(message, line=at)
+            raise SourceDataError(f"readings[{at}]: {message}")
 
     hours = pd.to_datetime(
         table["hour_utc"].astype(str), format="ISO8601", errors="coerce", utc=True

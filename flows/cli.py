@@ -18,8 +18,13 @@ from meterflow.errors import MeterflowError
 from meterflow.participant_xml import load_participant
 from meterflow.units import quantity
 
-_DATA_TYPE_OF = {"energy": "energy", "power": "energy", "temperature": "temperature",
-                 "count": "occupancy", "irradiance": "irradiance"}  # fmt: skip
+_DATA_TYPE_OF = {
+    "energy": "energy",
+    "power": "energy",
+    "temperature": "temperature",
+    "count": "occupancy",
+    "irradiance": "irradiance",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,11 +127,16 @@ def _meter_from_args(args) -> Meter:
         if not args.nmi:
             raise SystemExit("error: --format nem12 needs --nmi (and --suffix, default E1)")
         settings = Nem12Settings(path="cli/", nmi=args.nmi, suffix=args.suffix)
-        return Meter(id="cli", property_id="cli", data_type=args.data_type or "energy",
-                     connector=settings)  # fmt: skip
+        return Meter(
+            id="cli", property_id="cli", data_type=args.data_type or "energy", connector=settings
+        )
     if args.format == "push":
-        return Meter(id="cli", property_id="cli", data_type=args.data_type or "energy",
-                     connector=PushSettings())  # fmt: skip
+        return Meter(
+            id="cli",
+            property_id="cli",
+            data_type=args.data_type or "energy",
+            connector=PushSettings(),
+        )
     if not (args.kind and args.unit):
         raise SystemExit("error: a CSV export needs --kind and --unit (or --meter-xml)")
     settings = CsvSettings(

@@ -36,13 +36,27 @@ def run_demo(data_root: str = "data") -> int:
         return 1
 
     meters = Table(title="Dispatch: meters")
-    for column in ("participant", "meter", "files new", "hours new", "hours cached",
-                   "hours missing", "status"):  # fmt: skip
+    for column in (
+        "participant",
+        "meter",
+        "files new",
+        "hours new",
+        "hours cached",
+        "hours missing",
+        "status",
+    ):
         meters.add_column(column, justify="left" if column in ("participant", "meter") else "right")
     for r in rows:
         status = r["status"] if r["status"] == "ok" else f"[yellow]{r['status']}[/]"
-        meters.add_row(r["participant"], r["meter"], str(r["files_new"]), str(r["hours_new"]),
-                       str(r["hours_cached"]), str(r["hours_missing"]), status)  # fmt: skip
+        meters.add_row(
+            r["participant"],
+            r["meter"],
+            str(r["files_new"]),
+            str(r["hours_new"]),
+            str(r["hours_cached"]),
+            str(r["hours_missing"]),
+            status,
+        )
     console.print(meters)
 
     with warehouse.connect(warehouse_path) as con:

@@ -81,6 +81,11 @@ def _pv_shape(times: pd.DatetimeIndex, tz: str, kwp: float, rng) -> np.ndarray:
     return kwp * 0.8 * sun * clouds.reindex(days).to_numpy()
 
 
+def _moment(window: HourWindow, fraction: float) -> pd.Timestamp:
+    """A whole hour `fraction` of the way through the window (where the demo's incidents go)."""
+    return pd.Timestamp(window.start + (window.end - window.start) * fraction).floor("h")
+
+
 def _write_csv(storage: Storage, key: str, frame: pd.DataFrame) -> None:
     storage.write(key, frame.to_csv(index=False, lineterminator="\n").encode())
 
@@ -89,7 +94,8 @@ def _interval_csv_sydney(storage: Storage, rng, window: HourWindow) -> float:
     """15-minute kWh stamped at interval end in Sydney wall time; 5 hours of rows missing."""
     starts = pd.date_range(window.start, window.end, freq="15min", inclusive="left")
     kwh = (_load_shape(starts, "Australia/Sydney", 40, 160, rng) * 0.25).round(3)
-    keep = ~((starts >= "2026-04-08T01:00Z") & (starts < "2026-04-08T06:00Z"))  # logger outage
+    outage = _moment(window, 0.65)
+    keep = ~((starts >= outage) & (starts < outage + pd.Timedelta("5h")))  # a logger outage
     ends = (starts + pd.Timedelta("15min")).tz_convert("Australia/Sydney")
     frame = pd.DataFrame({"Interval End": ends.strftime("%d/%m/%Y %H:%M"), "kWh": kwh})[keep]
     # One export per local week, as a building manager would download them.
@@ -104,10 +110,11 @@ def _register_csv(storage: Storage, rng, window: HourWindow) -> float:
     times = pd.date_range(window.start, window.end, freq="30min")
     kwh = _load_shape(times[1:], "Australia/Sydney", 8, 45, rng) * 0.5
     register = 73_500_000 + np.concatenate([[0.0], np.cumsum(kwh * 1000)])
-    reset = times.get_loc(pd.Timestamp("2026-04-02T03:00Z"))
+    reset = times.get_loc(_moment(window, 0.2))
     register[reset:] -= register[reset - 1]  # the meter restarts from 0 at the prior reading
     register = register.round(0)
-    silent = (times > "2026-04-10T02:00Z") & (times < "2026-04-10T05:00Z")
+    quiet = _moment(window, 0.8)
+    silent = (times > quiet) & (times < quiet + pd.Timedelta("3h"))
     frame = pd.DataFrame(
         {"time": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "register_wh": register.astype(int)}
     )[~silent]

@@ -44,7 +44,7 @@ def collect(storage, participant, meter_id, now=NOW):
 
 def interval_export(values: list[float]) -> bytes:
     stamps = pd.date_range("2026-04-01T00:00Z", periods=len(values), freq="30min")
-    rows = "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},{v}\n" for t, v in zip(stamps, values))
+    rows = "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},{v}\n" for t, v in zip(stamps, values, strict=True))
     return ("timestamp,value\n" + rows).encode()
 
 
@@ -84,11 +84,13 @@ def test_a_corrected_export_updates_only_the_hours_it_changes(storage, participa
 
 
 def test_registers_difference_across_file_borders(storage, participant):
-    storage.write("exports/sub/a.csv", b"timestamp,value\n2026-04-01T00:00Z,10\n"
-                                       b"2026-04-01T01:00Z,12\n")  # fmt: skip
+    storage.write(
+        "exports/sub/a.csv", b"timestamp,value\n2026-04-01T00:00Z,10\n2026-04-01T01:00Z,12\n"
+    )
     collect(storage, participant, "sub")
-    storage.write("exports/sub/b.csv", b"timestamp,value\n2026-04-01T02:00Z,15\n"
-                                       b"2026-04-01T03:00Z,19\n")  # fmt: skip
+    storage.write(
+        "exports/sub/b.csv", b"timestamp,value\n2026-04-01T02:00Z,15\n2026-04-01T03:00Z,19\n"
+    )
     collect(storage, participant, "sub", now=datetime(2026, 4, 3, tzinfo=UTC))
     stored = read_hours(storage, participant.meter("sub"), WINDOW.days())
     # 10 -> 12 -> (next file) 15 -> 19: hours 00, 01 and 02 get 2, 3 and 4 kWh.
@@ -97,8 +99,10 @@ def test_registers_difference_across_file_borders(storage, participant):
 
 def test_a_bad_export_is_quarantined_with_its_line_and_the_rest_goes_through(storage, participant):
     storage.write("exports/main/good.csv", interval_export([1, 1, 1, 1]))
-    storage.write("exports/main/bad.csv", b"timestamp,value\n2026-04-01T02:00:00Z,12\n"
-                                          b"2026-04-01T02:30:00Z,twelve\n")  # fmt: skip
+    storage.write(
+        "exports/main/bad.csv",
+        b"timestamp,value\n2026-04-01T02:00:00Z,12\n2026-04-01T02:30:00Z,twelve\n",
+    )
     result = collect(storage, participant, "main")
     (reason,) = result.rejected
     assert reason == "acme/main, acme:exports/main/bad.csv:3: 'twelve' is not a number"
@@ -122,9 +126,10 @@ def test_pushed_files_leave_the_inbox_and_late_data_reaggregates_its_hours(stora
     assert len([k for k in storage.list("quarantine/pv/") if k.endswith("broken.csv")]) == 1
 
     # A correction for one past hour arrives later: exactly that property-hour is recomputed.
-    storage.write("inbox/pv/fix.json", json.dumps(
-        [{"hour_utc": "2026-04-01T01:00:00Z", "value": 9.5, "unit": "kWh"}]
-    ).encode())  # fmt: skip
+    storage.write(
+        "inbox/pv/fix.json",
+        json.dumps([{"hour_utc": "2026-04-01T01:00:00Z", "value": 9.5, "unit": "kWh"}]).encode(),
+    )
     late = collect(storage, participant, "pv", now=datetime(2026, 4, 5, tzinfo=UTC))
     assert late.hours_new == 1
     rows = aggregate_changes(storage, participant, {"pv": late.changed})
@@ -134,8 +139,9 @@ def test_pushed_files_leave_the_inbox_and_late_data_reaggregates_its_hours(stora
 
 def test_property_coverage_is_meters_reporting_over_meters_expected(storage, participant):
     storage.write("exports/main/day1.csv", interval_export([1, 1, 1, 1, 1, 1, 1, 1]))
-    storage.write("exports/sub/a.csv", b"timestamp,value\n2026-04-01T00:00Z,10\n"
-                                       b"2026-04-01T01:00Z,12\n")  # fmt: skip
+    storage.write(
+        "exports/sub/a.csv", b"timestamp,value\n2026-04-01T00:00Z,10\n2026-04-01T01:00Z,12\n"
+    )
     changed = {m: collect(storage, participant, m).changed for m in ("main", "sub")}
     rows = aggregate_changes(storage, participant, changed).set_index("hour_utc")
     hour0, hour1 = pd.Timestamp("2026-04-01T00:00Z"), pd.Timestamp("2026-04-01T01:00Z")

@@ -67,7 +67,7 @@ def test_models_carry_the_configuration():
             '<meter id="m1" dataType="energy" credentials="key_AbCdEfGhIjKlMnOpQrStUvWxYz012345">',
             4,
             "credentials",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_errors_name_the_line(old, new, line, text):
@@ -125,7 +125,8 @@ def test_validate_command_prints_ok_or_errors_and_exit_code(tmp_path):
     ok = subprocess.run([MERTERFLOW, "validate", *EXAMPLES], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.count(": OK") == 2
-    bad = subprocess.run([MERTERFLOW, "validate", EXAMPLES[0], broken], capture_output=True,
-                         text=True)  # fmt: skip
+    bad = subprocess.run(
+        [MERTERFLOW, "validate", EXAMPLES[0], broken], capture_output=True, text=True
+    )
     assert bad.returncode == 1
     assert f"{broken}:3: property p1: unknown time zone 'Nowhere'" in bad.stdout

@@ -18,13 +18,17 @@ def utc(*stamps: str) -> pd.Series:
 
 
 def hours(frame: pd.DataFrame) -> dict[str, float]:
-    return {h.strftime("%m-%d %H"): round(v, 6) for h, v in zip(frame.hour_utc, frame.value)}
+    return {
+        h.strftime("%m-%d %H"): round(v, 6)
+        for h, v in zip(frame.hour_utc, frame.value, strict=True)
+    }
 
 
 def csv_hourly(text: str, data_type: str = "energy", **settings) -> pd.DataFrame:
     """The production path: parse a CSV export, then standardise it for a configured meter."""
-    meter = Meter(id="m", property_id="p", data_type=data_type,
-                  connector=CsvSettings(path="x/", **settings))  # fmt: skip
+    meter = Meter(
+        id="m", property_id="p", data_type=data_type, connector=CsvSettings(path="x/", **settings)
+    )
     return standardise_meter([parse_csv(text.encode(), meter.connector)], meter)
 
 
@@ -37,7 +41,7 @@ def test_interval_energy_is_apportioned_by_overlap():
             "end": start + pd.Timedelta("30min"),
             "value": [2.0, 4.0, 6.0],
             "quality": "measured",
-        }  # fmt: skip
+        }
     )
     hourly = standardise(SourceReadings("interval", "kWh", frame), "energy")
     # 00h: half of 2 = 1 (covers 15 min); 01h: half of 2 + 4 + half of 6 = 1 + 4 + 3 = 8;
@@ -117,10 +121,19 @@ def test_register_gap_energy_is_spread_and_flagged_estimated():
     )
     hourly = csv_hourly(text, kind="cumulative", unit="kWh")
     assert hours(hourly) == {
-        "01-01 00": 2.0, "01-01 01": 4.0, "01-01 02": 4.0, "01-01 03": 4.0, "01-01 04": 2.0,
-    }  # fmt: skip
-    assert hourly.quality.tolist() == ["measured", "estimated", "estimated", "estimated",
-                                       "measured"]  # fmt: skip
+        "01-01 00": 2.0,
+        "01-01 01": 4.0,
+        "01-01 02": 4.0,
+        "01-01 03": 4.0,
+        "01-01 04": 2.0,
+    }
+    assert hourly.quality.tolist() == [
+        "measured",
+        "estimated",
+        "estimated",
+        "estimated",
+        "measured",
+    ]
 
 
 def test_instantaneous_values_are_time_weighted():
@@ -130,8 +143,7 @@ def test_instantaneous_values_are_time_weighted():
         "timestamp,value\n2026-01-01T00:00Z,10\n2026-01-01T00:10Z,10\n2026-01-01T00:20Z,40\n"
         "2026-01-01T01:00Z,40\n"
     )
-    hourly = csv_hourly(text, "temperature", kind="instantaneous", unit="degC",
-                        max_gap_minutes=60)  # fmt: skip
+    hourly = csv_hourly(text, "temperature", kind="instantaneous", unit="degC", max_gap_minutes=60)
     assert hours(hourly) == {"01-01 00": 32.5}
     # Unevenly spaced: 0 kW for 50 minutes, 6 kW for the last 10 -> 1 kWh, not mean(0, 0, 6) kWh.
     power = (
@@ -145,9 +157,20 @@ def test_instantaneous_values_are_time_weighted():
 def test_instantaneous_silence_is_not_covered():
     # Samples every 15 min, then nothing for 2 hours: the silent hour has no reading at all.
     text = "timestamp,value\n" + "".join(
-        f"2026-01-01T{t}Z,20\n" for t in ("00:00", "00:15", "00:30", "00:45", "01:00",
-                                          "03:00", "03:15", "03:30", "03:45", "04:00")
-    )  # fmt: skip
+        f"2026-01-01T{t}Z,20\n"
+        for t in (
+            "00:00",
+            "00:15",
+            "00:30",
+            "00:45",
+            "01:00",
+            "03:00",
+            "03:15",
+            "03:30",
+            "03:45",
+            "04:00",
+        )
+    )
     hourly = csv_hourly(text, "temperature", kind="instantaneous", unit="degC")
     assert hours(hourly) == {"01-01 00": 20.0, "01-01 03": 20.0}
 
@@ -158,12 +181,25 @@ def test_instantaneous_silence_is_not_covered():
 )
 def test_dst_days_have_25_and_23_hours(day, expected_hours):
     # One kWh per 15 minutes in Sydney wall time, stamped at the end of each interval.
-    local = pd.date_range(day, pd.Timestamp(day) + pd.Timedelta(days=1), freq="15min",
-                          tz="Australia/Sydney", inclusive="right")  # fmt: skip
+    local = pd.date_range(
+        day,
+        pd.Timestamp(day) + pd.Timedelta(days=1),
+        freq="15min",
+        tz="Australia/Sydney",
+        inclusive="right",
+    )
     text = "t,kwh\n" + "".join(f"{t:%Y-%m-%d %H:%M},1\n" for t in local.tz_localize(None))
-    hourly = csv_hourly(text, kind="interval", unit="kWh", timestamp_column="t",
-                        timestamp_format="%Y-%m-%d %H:%M", timezone="Australia/Sydney",
-                        label="end", value_column="kwh", interval_minutes=15)  # fmt: skip
+    hourly = csv_hourly(
+        text,
+        kind="interval",
+        unit="kWh",
+        timestamp_column="t",
+        timestamp_format="%Y-%m-%d %H:%M",
+        timezone="Australia/Sydney",
+        label="end",
+        value_column="kwh",
+        interval_minutes=15,
+    )
     assert len(hourly) == expected_hours
     assert hourly.value.sum() == 4 * expected_hours
     assert (hourly.value == 4.0).all() and (hourly.coverage == 1.0).all()
@@ -172,7 +208,15 @@ def test_dst_days_have_25_and_23_hours(day, expected_hours):
 def test_a_wall_time_that_does_not_exist_is_an_error_naming_the_zone():
     text = "t,v\n2026-10-04 02:30,1\n"  # clocks jump from 02:00 to 03:00 in Sydney
     with pytest.raises(SourceDataError, match="Australia/Sydney: 2026-10-04 02:30:00 is a nonex"):
-        parse_csv(text.encode(), CsvSettings(path="x/", kind="interval", unit="kWh",
-                                              timestamp_column="t", value_column="v",
-                                              timezone="Australia/Sydney",
-                                              interval_minutes=30))  # fmt: skip
+        parse_csv(
+            text.encode(),
+            CsvSettings(
+                path="x/",
+                kind="interval",
+                unit="kWh",
+                timestamp_column="t",
+                value_column="v",
+                timezone="Australia/Sydney",
+                interval_minutes=30,
+            ),
+        )

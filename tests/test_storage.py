@@ -38,7 +38,7 @@ def test_writes_replace_whole_objects_and_leave_no_temporary_files(storage):
         "raw/.hidden",
         "raw\\..\\globex",
         "",
-    ],  # fmt: skip
+    ],
 )
 def test_keys_that_could_escape_are_refused(storage, key):
     with pytest.raises(InvalidIdentifier):

@@ -1,0 +1,182 @@
+"""End to end under Prefect: dispatch two participants from XML to a queryable warehouse."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+
+from flows.dispatch import dispatch
+from meterflow import demo_data
+from meterflow.timeutil import HourWindow
+
+# Three days around the end of daylight saving in Sydney and Melbourne (5 April 2026).
+WINDOW = HourWindow(datetime(2026, 4, 3, tzinfo=UTC), datetime(2026, 4, 7, tzinfo=UTC))
+ENERGY_METERS = [
+    "syd-hq-main",
+    "syd-hq-hvac",
+    "bne-general",
+    "bne-controlled",
+    "mel-store-main",
+    "per-dc-main",
+    "syd-hq-pv",
+    "mel-store-pv",
+]
+
+
+def run(data_root, warehouse):
+    return dispatch(
+        start=WINDOW.start.isoformat(),
+        end=WINDOW.end.isoformat(),
+        data_root=str(data_root),
+        warehouse_path=str(warehouse),
+        return_state=True,
+    )
+
+
+def tables(warehouse) -> dict:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            for t in (
+                "dim_participant",
+                "dim_property",
+                "dim_meter",
+                "fact_meter_hourly",
+                "fact_hourly",
+            )
+        }
+
+
+@pytest.fixture(scope="module")
+def demo(prefect_server, tmp_path_factory):
+    data_root = tmp_path_factory.mktemp("e2e") / "data"
+    truth = demo_data.generate(data_root, WINDOW)
+    warehouse = data_root / "warehouse.duckdb"
+    state = run(data_root, warehouse)
+    return data_root, warehouse, truth, state
+
+
+def test_dispatch_completes_and_warehouse_totals_equal_source_totals(demo):
+    _, warehouse, truth, state = demo
+    assert state.is_completed(), state.message
+    start, end = WINDOW.start.replace(tzinfo=None), WINDOW.end.replace(tzinfo=None)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        loaded = dict(
+            con.execute(
+                "SELECT meter_id, sum(value) FROM fact_meter_hourly "
+                "WHERE hour_utc >= ? AND hour_utc < ? GROUP BY meter_id",
+                [start, end],
+            ).fetchall()
+        )
+        mismatched = con.execute(
+            """
+            SELECT f.property_id, f.hour_utc, f.value, sum(m.value)
+            FROM fact_hourly f
+            JOIN dim_meter d ON d.participant_id = f.participant_id
+                 AND d.property_id = f.property_id AND d.data_type = f.data_type
+            JOIN fact_meter_hourly m ON m.participant_id = d.participant_id
+                 AND m.meter_id = d.meter_id AND m.hour_utc = f.hour_utc
+            WHERE f.data_type IN ('energy', 'solar')
+            GROUP BY ALL HAVING abs(f.value - sum(m.value)) > 1e-9
+            """
+        ).fetchall()
+    for meter in ENERGY_METERS:
+        assert loaded[meter] == pytest.approx(truth[meter], rel=1e-9), meter
+    assert mismatched == []
+
+
+def test_every_hour_of_the_dst_days_is_loaded_once(demo):
+    _, warehouse, _, _ = demo
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        per_local_day = dict(
+            con.execute(
+                """
+                SELECT strftime(timezone('Australia/Sydney', timezone('UTC', hour_utc)),
+                                '%Y-%m-%d'), count(*)
+                FROM fact_meter_hourly WHERE meter_id = 'syd-hq-hvac' GROUP BY 1
+                """
+            ).fetchall()
+        )
+        duplicates = con.execute(
+            "SELECT count(*) - count(DISTINCT (participant_id, meter_id, hour_utc)) "
+            "FROM fact_meter_hourly"
+        ).fetchone()[0]
+    assert per_local_day["2026-04-05"] == 25  # the repeated hour at the end of DST
+    assert per_local_day["2026-04-04"] == 24
+    assert duplicates == 0
+
+
+def test_rerun_changes_no_row(demo):
+    data_root, warehouse, _, _ = demo
+    before = tables(warehouse)
+    demo_data.generate(data_root, WINDOW)  # the same files arrive again
+    state = run(data_root, warehouse)
+    assert state.is_completed()
+    rows = state.result()
+    assert sum(r["hours_new"] for r in rows) == 0
+    assert sum(r["files_new"] for r in rows) == 0
+    assert tables(warehouse) == before
+
+
+def test_dispatch_names_its_run_and_leaves_a_summary_artifact(demo):
+    _, _, _, state = demo
+    with get_client(sync_client=True) as client:
+        (flow_run,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+        )
+        task_names = {
+            t.name
+            for t in client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+            )
+        }
+    assert flow_run.name == "dispatch/2026-04-03T00Z..2026-04-07T00Z"
+    assert "collect/acme/syd-hq-main/2026-04-03" in task_names
+    (artifact,) = [a for a in artifacts if a.key == "dispatch-summary"]
+    table = artifact.data if isinstance(artifact.data, list) else json.loads(artifact.data)
+    by_meter = {row["meter"]: row for row in table}
+    assert by_meter["syd-hq-pv"]["status"] == "quarantined"
+    assert "pv-broken.csv:2" in by_meter["syd-hq-pv"]["why"]
+    assert by_meter["syd-hq-hvac"]["hours_new"] >= 96
+
+
+def test_a_broken_participant_and_a_broken_meter_fail_alone(prefect_server, tmp_path):
+    data_root = tmp_path / "data"
+    demo_data.generate(data_root, WINDOW)
+    # initech's XML has a bad time zone; acme has a planted link into globex's storage.
+    shutil.copytree(data_root / "globex", data_root / "initech")
+    config = data_root / "initech" / "config" / "participant.xml"
+    config.write_text(
+        config.read_text()
+        .replace('id="globex"', 'id="initech"')
+        .replace("Australia/Perth", "Australia/Atlantis")
+    )
+    planted = data_root / "acme" / "exports" / "bne-temp" / "globex.csv"
+    os.symlink(data_root / "globex" / "nem12" / "NEM12_VM_202604.zip", planted)
+    state = run(data_root, tmp_path / "wh.duckdb")
+    assert state.is_failed()
+    assert "initech/*: initech:config/participant.xml:" in state.message
+    assert "unknown time zone 'Australia/Atlantis'" in state.message
+    assert "acme/bne-temp:" in state.message and "leaves participant acme" in state.message
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        loaded = dict(
+            con.execute("SELECT participant_id, count(*) FROM fact_hourly GROUP BY 1").fetchall()
+        )
+    assert set(loaded) == {"acme", "globex"}  # everyone else was collected and loaded
