@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from prefect import flow
 from prefect.futures import wait
-from prefect.runtime import flow_run
 
+from flows.naming import participant_window
 from meterflow.config import Participant
 from meterflow.errors import MeterflowError
 from meterflow.timeutil import HOUR, HourWindow
@@ -79,12 +79,7 @@ def _reason(error: BaseException) -> str:
     return str(error) if isinstance(error, MeterflowError) else f"{type(error).__name__}: {error}"
 
 
-def _run_name() -> str:
-    p = flow_run.parameters
-    return f"collect/{p['participant_id']}/{HourWindow.parse(p['start'], p['end'])}"
-
-
-@flow(flow_run_name=_run_name)
+@flow(flow_run_name=participant_window)
 def collect(
     participant_id: str,
     start: str,

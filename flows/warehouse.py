@@ -7,19 +7,20 @@ e.g. `aggregate` after a change of aggregation method in the participant's XML.
 from __future__ import annotations
 
 from prefect import flow
-from prefect.runtime import flow_run
 
+from flows.naming import participant_window
 from meterflow.timeutil import HourWindow
 from tasks.participants import validate_participant
 from tasks.warehouse import aggregate_window, load_window
 
 
-def _run_name() -> str:
-    p = flow_run.parameters
-    return f"{flow_run.flow_name}/{p['participant_id']}/{HourWindow.parse(p['start'], p['end'])}"
+def _upsert_window(step, participant_id, start, end, data_root, warehouse_path) -> dict:
+    participant = validate_participant(data_root, participant_id)
+    counts = step(data_root, warehouse_path, participant, HourWindow.parse(start, end))
+    return {"inserted": counts.inserted, "updated": counts.updated}
 
 
-@flow(flow_run_name=_run_name)
+@flow(flow_run_name=participant_window)
 def load(
     participant_id: str,
     start: str,
@@ -28,12 +29,10 @@ def load(
     warehouse_path: str = "data/warehouse.duckdb",
 ) -> dict:
     """Upsert the participant's configuration and meter-hours in [start, end)."""
-    participant = validate_participant(data_root, participant_id)
-    counts = load_window(data_root, warehouse_path, participant, HourWindow.parse(start, end))
-    return {"inserted": counts.inserted, "updated": counts.updated}
+    return _upsert_window(load_window, participant_id, start, end, data_root, warehouse_path)
 
 
-@flow(flow_run_name=_run_name)
+@flow(flow_run_name=participant_window)
 def aggregate(
     participant_id: str,
     start: str,
@@ -42,6 +41,4 @@ def aggregate(
     warehouse_path: str = "data/warehouse.duckdb",
 ) -> dict:
     """Recompute and upsert the participant's property-hours in [start, end)."""
-    participant = validate_participant(data_root, participant_id)
-    counts = aggregate_window(data_root, warehouse_path, participant, HourWindow.parse(start, end))
-    return {"inserted": counts.inserted, "updated": counts.updated}
+    return _upsert_window(aggregate_window, participant_id, start, end, data_root, warehouse_path)

@@ -122,33 +122,34 @@ def _register_csv(storage: Storage, rng, window: HourWindow) -> float:
     return float(np.diff(register[~silent]).clip(0).sum() + register[reset]) / 1000
 
 
+def _diurnal_temperature(times: pd.DatetimeIndex, tz: str, mean: float, swing: float, rng):
+    """degC peaking mid-afternoon local time, with sensor noise."""
+    local_hour = times.tz_convert(tz).hour.to_numpy()
+    return mean + swing * np.sin(2 * np.pi * (local_hour - 9) / 24) + rng.normal(0, 0.2, len(times))
+
+
 def _temperature_csv(storage: Storage, rng, window: HourWindow) -> None:
+    """10-minute degC samples in Sydney wall time."""
     times = pd.date_range(window.start, window.end, freq="10min")
-    local = times.tz_convert("Australia/Sydney")
-    temp = (
-        22.5
-        + 1.5 * np.sin(2 * np.pi * (local.hour.to_numpy() - 9) / 24)
-        + rng.normal(0, 0.2, len(times))
+    temp = _diurnal_temperature(times, "Australia/Sydney", 22.5, 1.5, rng)
+    local = times.tz_convert("Australia/Sydney").strftime("%Y-%m-%d %H:%M:%S")
+    _write_csv(
+        storage,
+        "exports/syd-hq-temp/temperature.csv",
+        pd.DataFrame({"time": local, "temp_c": temp.round(2)}),
     )
-    frame = pd.DataFrame({"time": local.strftime("%Y-%m-%d %H:%M:%S"), "temp_c": temp.round(2)})
-    _write_csv(storage, "exports/syd-hq-temp/temperature.csv", frame)
 
 
 def _fahrenheit_csv(storage: Storage, rng, window: HourWindow) -> None:
+    """15-minute degF samples stamped in Unix seconds."""
     times = pd.date_range(window.start, window.end, freq="15min")
-    local = times.tz_convert("Australia/Brisbane")
-    temp_c = (
-        23.5
-        + 2.0 * np.sin(2 * np.pi * (local.hour.to_numpy() - 9) / 24)
-        + rng.normal(0, 0.2, len(times))
+    temp_f = _diurnal_temperature(times, "Australia/Brisbane", 23.5, 2.0, rng) * 9 / 5 + 32
+    epoch = (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta("1s")
+    _write_csv(
+        storage,
+        "exports/bne-temp/temperature.csv",
+        pd.DataFrame({"time": epoch, "temp_f": temp_f.round(2)}),
     )
-    frame = pd.DataFrame(
-        {
-            "time": (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta("1s"),
-            "temp_f": (temp_c * 9 / 5 + 32).round(2),
-        }
-    )
-    _write_csv(storage, "exports/bne-temp/temperature.csv", frame)
 
 
 def _occupancy_csv(storage, meter, rng, window, tz, peak, minutes) -> None:
