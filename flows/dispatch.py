@@ -67,8 +67,13 @@ def dispatch(
         collection: Collection = collect_participant(data_root, participant, window)
         outcomes.extend(collection.outcomes)
         if collection.changed:
-            load_window(data_root, warehouse_path, participant, collection.changed)
-            aggregate_window(data_root, warehouse_path, participant, collection.changed)
+            try:
+                load_window(data_root, warehouse_path, participant, collection.changed)
+                aggregate_window(data_root, warehouse_path, participant, collection.changed)
+            except Exception as exc:  # e.g. the warehouse file is locked by another writer
+                why = f"warehouse load failed: {type(exc).__name__}: {exc}"
+                logger.error("participant %s: %s", participant_id, why)
+                outcomes.append(MeterOutcome(participant_id, "*", status="failed", why=why))
     rows = [asdict(o) for o in outcomes]
     create_table_artifact(
         key="dispatch-summary",
