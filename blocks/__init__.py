@@ -1,5 +1,16 @@
-"""Prefect block types. Participant XML names blocks; blocks hold the secrets.
+"""Prefect block types. Participant XML names blocks; blocks hold endpoints and secrets.
 
-The connectors built so far (csv, nem12, push) read the participant's own storage and need no
-credentials; API sources (Wattwatchers, Solcast, S3) add their credential blocks here.
+Register them with `prefect block register -m blocks`. S3 meters use prefect-aws'
+`AwsCredentials` block; the others use the blocks defined here.
 """
+
+from blocks.credentials import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
+from blocks.resolve import access_for, s3_client_for
+
+__all__ = [
+    "OpenMeteoSource",
+    "SolcastCredentials",
+    "WattwatchersCredentials",
+    "access_for",
+    "s3_client_for",
+]

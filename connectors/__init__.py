@@ -1,20 +1,70 @@
 """One module per source type; each turns a source's payloads into source readings.
 
-Connectors import the core (`meterflow`), never Prefect: flows and tasks look them up here.
+Connectors import the core (`meterflow`), never Prefect: flows and tasks look them up here and
+hand API connectors their access (endpoint and key, resolved from a block) already loaded.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from connectors.csv import CsvConnector
 from connectors.nem12 import Nem12Connector
 from connectors.push import PushConnector
+from connectors.s3 import S3Connector
+from connectors.solcast import SolcastConnector
+from connectors.wattwatchers import WattwatchersConnector
+from connectors.weather import WeatherConnector
 from meterflow.collect import Connector
 from meterflow.config import Meter
+from meterflow.http import Caller, HttpClient
+from meterflow.sources import CallBudget, SourceAccess
 
-CONNECTORS: dict[str, Connector] = {
-    connector.type: connector for connector in (CsvConnector(), Nem12Connector(), PushConnector())
+CONNECTOR_TYPES: dict[str, type] = {
+    c.type: c
+    for c in (
+        CsvConnector,
+        Nem12Connector,
+        PushConnector,
+        WattwatchersConnector,
+        SolcastConnector,
+        S3Connector,
+        WeatherConnector,
+    )
+}
+# Connectors fed by the participant's own storage need no access and keep no state.
+FILE_CONNECTORS: dict[str, Connector] = {
+    c.type: c() for c in (CsvConnector, Nem12Connector, PushConnector)
 }
 
 
-def connector_for(meter: Meter) -> Connector:
-    return CONNECTORS[meter.connector.type]
+def connector_for(
+    meter: Meter,
+    participant: str,
+    access: SourceAccess | None = None,
+    *,
+    state_dir: Path | None = None,
+    s3_client: Any = None,
+) -> Connector:
+    """A connector ready to fetch for `meter` (API connectors get their own HTTP client)."""
+    kind = meter.connector.type
+    if kind in FILE_CONNECTORS:
+        return FILE_CONNECTORS[kind]
+    caller = Caller(participant, meter.id, kind, meter.credentials)
+    if kind == "s3":
+        return S3Connector(s3_client, caller)
+    if access is None:
+        raise ValueError(f"{caller}: no access resolved for a {kind} meter")
+    key = access.api_key.get_secret_value() if access.api_key else None
+    client = HttpClient(
+        caller,
+        secrets=[key] if key else [],
+        headers={"Authorization": f"Bearer {key}"} if key else {},
+    )
+    if kind == "wattwatchers":
+        return WattwatchersConnector(client, access.base_url)
+    if kind == "solcast":
+        budget = CallBudget((state_dir or Path(".")) / "solcast-budget.json")
+        return SolcastConnector(client, access, budget)
+    return WeatherConnector(client, access.base_url)

@@ -8,6 +8,7 @@ reading kind: interval energy, cumulative register or instantaneous value.
 from __future__ import annotations
 
 import io
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 import numpy as np
@@ -26,8 +27,11 @@ class CsvConnector:
     type: ClassVar[str] = "csv"
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = True
+    settle: ClassVar[timedelta] = timedelta(0)
 
-    def fetch(self, storage: Storage, meter: Meter, window: HourWindow) -> list[Payload]:
+    def fetch(
+        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+    ) -> list[Payload]:
         return fetch_files(storage, meter.connector.path)
 
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:

@@ -34,8 +34,11 @@ class Nem12Connector:
     type: ClassVar[str] = "nem12"
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = True
+    settle: ClassVar[timedelta] = timedelta(0)
 
-    def fetch(self, storage: Storage, meter: Meter, window: HourWindow) -> list[Payload]:
+    def fetch(
+        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+    ) -> list[Payload]:
         return fetch_files(storage, meter.connector.path)
 
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:

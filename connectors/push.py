@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 import numpy as np
@@ -40,8 +41,11 @@ class PushConnector:
     type: ClassVar[str] = "push"
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = True
+    settle: ClassVar[timedelta] = timedelta(0)
 
-    def fetch(self, storage: Storage, meter: Meter, window: HourWindow) -> list[Payload]:
+    def fetch(
+        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+    ) -> list[Payload]:
         return fetch_files(storage, f"inbox/{meter.id}/", consume=True)
 
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:

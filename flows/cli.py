@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from connectors import CONNECTORS
+from connectors import FILE_CONNECTORS
 from meterflow.collect import standardise_meter
 from meterflow.config import CsvSettings, Meter, Nem12Settings, PushSettings
 from meterflow.errors import MeterflowError
@@ -100,7 +100,7 @@ def _validate(args) -> int:
 
 def _standardise(args) -> int:
     meter = _meter_from_args(args)
-    connector = CONNECTORS[meter.connector.type]
+    connector = FILE_CONNECTORS[meter.connector.type]
     readings = connector.parse(args.file.read_bytes(), args.file.name, meter)
     if len(readings) == 0:
         print("error: no readings for this meter in the file", file=sys.stderr)

@@ -65,6 +65,8 @@ def collect_participant(
             outcome.hours_cached, outcome.hours_missing = result.hours_cached, result.hours_missing
             if result.rejected:
                 outcome.status, outcome.why = "quarantined", "; ".join(result.rejected)
+            if result.deferred:
+                outcome.status, outcome.why = "deferred", result.deferred
             if result.hours_new:
                 hours = result.changed["hour_utc"]
                 first = min(filter(None, (first, hours.min().to_pydatetime())))

@@ -16,6 +16,7 @@ import pandas as pd
 from meterflow.config import Meter, Participant
 from meterflow.errors import SourceDataError
 from meterflow.hourly_store import read_hours, upsert_hours
+from meterflow.http import SourceDeferred
 from meterflow.rawlog import Payload, RawLog
 from meterflow.readings import SourceReadings
 from meterflow.standardise import standardise
@@ -33,9 +34,13 @@ class Connector(Protocol):
     version: ClassVar[str]
     # File-fed connectors look for new files on every dispatch; API connectors fetch windows.
     polls: ClassVar[bool]
+    # Recent hours a source may still fill in (e.g. a device back-filling after an outage).
+    settle: ClassVar[timedelta]
 
-    def fetch(self, storage: Storage, meter: Meter, window: HourWindow) -> list[Payload]:
-        """Everything new the source has for this meter (the only I/O a connector does)."""
+    def fetch(
+        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+    ) -> list[Payload]:
+        """Everything new the source has for this meter as of `now` (a connector's only I/O)."""
 
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
         """Source readings from one payload; raise SourceDataError naming the line."""
@@ -51,6 +56,7 @@ class CollectResult:
     hours_missing: int = 0
     changed: pd.DataFrame = field(default_factory=pd.DataFrame)
     rejected: list[str] = field(default_factory=list)
+    deferred: str | None = None
 
     @property
     def hours_new(self) -> int:
@@ -86,7 +92,12 @@ def collect_meter(
     result.hours_cached = len(complete_hours(storage, meter, window))
     log = RawLog(storage, meter.id)
     spans = []
-    for payload in connector.fetch(storage, meter, window):
+    try:
+        payloads = connector.fetch(storage, meter, window, now)
+    except SourceDeferred as exc:
+        result.deferred = str(exc)
+        payloads = []
+    for payload in payloads:
         if log.has(payload):
             _consume(storage, payload)
             continue

@@ -15,7 +15,9 @@ AggregationMethod = Literal["sum", "mean", "max", "min"]
 DEFAULT_AGGREGATION: dict[str, AggregationMethod] = {
     "energy": "sum",
     "solar": "sum",
+    "solar_forecast": "sum",
     "temperature": "mean",
+    "outdoor_temperature": "mean",
     "occupancy": "sum",
     "irradiance": "mean",
 }
@@ -31,9 +33,10 @@ class OfficeHours(Frozen):
     end: str
 
 
-class CsvSettings(Frozen):
+class CsvFormat(Frozen):
+    """How to read a CSV meter export."""
+
     type: Literal["csv"] = "csv"
-    path: str
     kind: Literal["interval", "cumulative", "instantaneous"]
     unit: str
     timestamp_column: str = "timestamp"
@@ -47,19 +50,70 @@ class CsvSettings(Frozen):
     max_gap_minutes: int | None = None
 
 
-class Nem12Settings(Frozen):
-    type: Literal["nem12"] = "nem12"
+class CsvSettings(CsvFormat):
+    """CSV exports dropped under `path` in the participant's storage."""
+
     path: str
+
+
+class Nem12Format(Frozen):
+    """Which NMI and register suffix of a NEM12 file a meter reads."""
+
+    type: Literal["nem12"] = "nem12"
     nmi: str
     suffix: str
+
+
+class Nem12Settings(Nem12Format):
+    path: str
 
 
 class PushSettings(Frozen):
     type: Literal["push"] = "push"
 
 
+class WattwatchersSettings(Frozen):
+    type: Literal["wattwatchers"] = "wattwatchers"
+    device: str
+    channels: tuple[str, ...]
+    quantity: Literal["eReal", "eRealPositive", "eRealNegative"] = "eReal"
+
+
+class SolcastSettings(Frozen):
+    type: Literal["solcast"] = "solcast"
+    site: str
+    product: Literal["estimated_actuals", "forecasts"] = "estimated_actuals"
+
+
+class S3Settings(Frozen):
+    type: Literal["s3"] = "s3"
+    bucket: str
+    prefix: str = ""
+    format: Annotated[CsvFormat | Nem12Format, Field(discriminator="type")]
+
+
+# Weather data types and the Open-Meteo hourly variable each one reads.
+WEATHER_VARIABLES: dict[str, str] = {
+    "outdoor_temperature": "temperature_2m",
+    "irradiance": "shortwave_radiation",
+}
+
+
+class WeatherSettings(Frozen):
+    type: Literal["weather"] = "weather"
+    latitude: float
+    longitude: float
+
+
 ConnectorSettings = Annotated[
-    CsvSettings | Nem12Settings | PushSettings, Field(discriminator="type")
+    CsvSettings
+    | Nem12Settings
+    | PushSettings
+    | WattwatchersSettings
+    | SolcastSettings
+    | S3Settings
+    | WeatherSettings,
+    Field(discriminator="type"),
 ]
 
 

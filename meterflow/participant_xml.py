@@ -17,13 +17,20 @@ import xmlschema
 from lxml import etree
 
 from meterflow.config import (
+    WEATHER_VARIABLES,
+    CsvFormat,
     CsvSettings,
     Meter,
+    Nem12Format,
     Nem12Settings,
     OfficeHours,
     Participant,
     Property,
     PushSettings,
+    S3Settings,
+    SolcastSettings,
+    WattwatchersSettings,
+    WeatherSettings,
 )
 from meterflow.errors import ConfigError, ConfigIssue
 from meterflow.timeutil import parse_zone
@@ -146,57 +153,61 @@ def _build(root: etree._Element, name: str) -> Participant:
 def _meter(el: etree._Element, property_id: str, check) -> Meter:
     meter_id, data_type = el.get("id"), el.get("dataType")
     credentials = el.get("credentials")
+
+    def require(ok: bool, element: etree._Element, message: str) -> None:
+        check(ok, element, f"meter {meter_id}: {message}")
+
     if credentials is not None:
-        check(
+        require(
             not _KEY_SHAPED.search(credentials),
             el,
-            f"meter {meter_id}: credentials must name a Prefect block, not hold a key",
+            "credentials must name a Prefect block, not hold a key",
         )
     (connector_el,) = list(el)
-    kind = connector_el.tag
+    kind, a = connector_el.tag, connector_el.attrib
     if kind == "csv":
-        a = connector_el.attrib
-        connector = CsvSettings(
-            path=a["path"],
-            kind=a["kind"],
-            unit=a["unit"],
-            timestamp_column=a.get("timestampColumn", "timestamp"),
-            timestamp_format=a.get("timestampFormat", "iso"),
-            timezone=a.get("timezone", "UTC"),
-            label=a.get("label", "start"),
-            value_column=a.get("valueColumn", "value"),
-            delimiter=a.get("delimiter", ","),
-            interval_minutes=int(a["intervalMinutes"]) if "intervalMinutes" in a else None,
-            register_max=float(a["registerMax"]) if "registerMax" in a else None,
-            max_gap_minutes=int(a["maxGapMinutes"]) if "maxGapMinutes" in a else None,
-        )
-        unit_quantity = quantity(connector.unit)
-        check(
-            unit_quantity in ACCEPTED_QUANTITIES[data_type],
-            connector_el,
-            f"meter {meter_id}: unit {connector.unit} ({unit_quantity}) cannot feed data type "
-            f"{data_type}",
-        )
-        check(
-            (connector.kind == "instantaneous") != (unit_quantity == "energy"),
-            connector_el,
-            f"meter {meter_id}: kind {connector.kind} needs "
-            + ("a non-energy unit" if connector.kind == "instantaneous" else "an energy unit"),
-        )
-        try:
-            parse_zone(connector.timezone)
-        except ValueError as exc:
-            check(False, connector_el, f"meter {meter_id}: {exc}")
+        connector = CsvSettings(path=a["path"], **_csv_format(connector_el, data_type, require))
     elif kind == "nem12":
-        a = connector_el.attrib
-        connector = Nem12Settings(path=a["path"], nmi=a["nmi"], suffix=a["suffix"])
-        check(
+        connector = Nem12Settings(path=a["path"], **_nem12_format(connector_el, data_type, require))
+    elif kind == "s3":
+        (format_el,) = list(connector_el)
+        read = _csv_format if format_el.tag == "csv" else _nem12_format
+        format_model = CsvFormat if format_el.tag == "csv" else Nem12Format
+        connector = S3Settings(
+            bucket=a["bucket"],
+            prefix=a.get("prefix", ""),
+            format=format_model(**read(format_el, data_type, require)),
+        )
+    elif kind == "wattwatchers":
+        channels = tuple(part.strip() for part in a["channels"].split(",") if part.strip())
+        require(bool(channels), connector_el, "name at least one channel")
+        require(
             data_type in ("energy", "solar"),
             connector_el,
-            f"meter {meter_id}: NEM12 carries energy, not {data_type}",
+            f"Wattwatchers measures energy, not {data_type}",
+        )
+        connector = WattwatchersSettings(
+            device=a["device"], channels=channels, quantity=a.get("quantity", "eReal")
+        )
+    elif kind == "solcast":
+        connector = SolcastSettings(site=a["site"], product=a.get("product", "estimated_actuals"))
+        expected = "solar" if connector.product == "estimated_actuals" else "solar_forecast"
+        require(
+            data_type == expected,
+            connector_el,
+            f"Solcast {connector.product} is data type {expected}, not {data_type}",
+        )
+    elif kind == "weather":
+        connector = WeatherSettings(latitude=float(a["latitude"]), longitude=float(a["longitude"]))
+        require(
+            data_type in WEATHER_VARIABLES,
+            connector_el,
+            f"weather gives {' or '.join(WEATHER_VARIABLES)}, not {data_type}",
         )
     else:
         connector = PushSettings()
+    if kind in ("wattwatchers", "solcast", "s3"):
+        require(credentials is not None, el, f"a {kind} meter needs credentials (a block name)")
     return Meter(
         id=meter_id,
         property_id=property_id,
@@ -206,6 +217,46 @@ def _meter(el: etree._Element, property_id: str, check) -> Meter:
         credentials=credentials,
         device_id=el.get("deviceId"),
     )
+
+
+def _csv_format(el: etree._Element, data_type: str, require) -> dict:
+    a = el.attrib
+    settings = {
+        "kind": a["kind"],
+        "unit": a["unit"],
+        "timestamp_column": a.get("timestampColumn", "timestamp"),
+        "timestamp_format": a.get("timestampFormat", "iso"),
+        "timezone": a.get("timezone", "UTC"),
+        "label": a.get("label", "start"),
+        "value_column": a.get("valueColumn", "value"),
+        "delimiter": a.get("delimiter", ","),
+        "interval_minutes": int(a["intervalMinutes"]) if "intervalMinutes" in a else None,
+        "register_max": float(a["registerMax"]) if "registerMax" in a else None,
+        "max_gap_minutes": int(a["maxGapMinutes"]) if "maxGapMinutes" in a else None,
+    }
+    unit, reading_kind = settings["unit"], settings["kind"]
+    unit_quantity = quantity(unit)
+    require(
+        unit_quantity in ACCEPTED_QUANTITIES[data_type],
+        el,
+        f"unit {unit} ({unit_quantity}) cannot feed data type {data_type}",
+    )
+    require(
+        (reading_kind == "instantaneous") != (unit_quantity == "energy"),
+        el,
+        f"kind {reading_kind} needs "
+        + ("a non-energy unit" if reading_kind == "instantaneous" else "an energy unit"),
+    )
+    try:
+        parse_zone(settings["timezone"])
+    except ValueError as exc:
+        require(False, el, str(exc))
+    return settings
+
+
+def _nem12_format(el: etree._Element, data_type: str, require) -> dict:
+    require(data_type in ("energy", "solar"), el, f"NEM12 carries energy, not {data_type}")
+    return {"nmi": el.get("nmi"), "suffix": el.get("suffix")}
 
 
 def _is_iana(name: str | None) -> bool:

@@ -6,12 +6,22 @@ from typing import Literal
 
 import numpy as np
 
-DataType = Literal["energy", "solar", "temperature", "occupancy", "irradiance"]
+DataType = Literal[
+    "energy",
+    "solar",
+    "solar_forecast",
+    "temperature",
+    "outdoor_temperature",
+    "occupancy",
+    "irradiance",
+]
 
 STANDARD_UNIT: dict[str, str] = {
     "energy": "kWh",
     "solar": "kWh",
+    "solar_forecast": "kWh",
     "temperature": "degC",
+    "outdoor_temperature": "degC",
     "occupancy": "persons",
     "irradiance": "W/m2",
 }
@@ -40,7 +50,9 @@ _OFFSET = {"degF": -32.0, "K": -273.15}
 ACCEPTED_QUANTITIES: dict[str, set[str]] = {
     "energy": {"energy", "power"},
     "solar": {"energy", "power"},
+    "solar_forecast": {"energy", "power"},
     "temperature": {"temperature"},
+    "outdoor_temperature": {"temperature"},
     "occupancy": {"count"},
     "irradiance": {"irradiance"},
 }

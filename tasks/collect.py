@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import get_run_logger, task
 
-from connectors import connector_for
+from blocks import access_for, s3_client_for
+from connectors import CONNECTOR_TYPES, connector_for
 from meterflow.collect import CollectResult, collect_meter
 from meterflow.config import Participant
 from meterflow.participants import open_storage
@@ -17,7 +20,9 @@ def plan_participant(
     data_root: str, participant: Participant, window: HourWindow
 ) -> list[MeterWindow]:
     storage = open_storage(data_root, participant.id)
-    return plan_meters(storage, participant, window, lambda meter: connector_for(meter).polls)
+    return plan_meters(
+        storage, participant, window, lambda meter: CONNECTOR_TYPES[meter.connector.type]
+    )
 
 
 @task(task_run_name="collect/{participant.id}/{planned.meter_id}/{planned.window.start:%Y-%m-%d}")
@@ -25,14 +30,19 @@ def collect_meter_window(
     data_root: str, participant: Participant, planned: MeterWindow
 ) -> CollectResult:
     meter = participant.meter(planned.meter_id)
-    result = collect_meter(
-        open_storage(data_root, participant.id),
-        participant,
+    connector = connector_for(
         meter,
-        connector_for(meter),
-        planned.window,
+        participant.id,
+        access_for(meter),
+        state_dir=Path(data_root) / ".platform",
+        s3_client=s3_client_for(meter) if meter.connector.type == "s3" else None,
+    )
+    result = collect_meter(
+        open_storage(data_root, participant.id), participant, meter, connector, planned.window
     )
     logger = get_run_logger()
+    if result.deferred:
+        logger.warning("deferred: %s", result.deferred)
     for reason in result.rejected:
         logger.warning("quarantined: %s", reason)
     logger.info(

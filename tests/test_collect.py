@@ -39,7 +39,8 @@ def participant():
 
 def collect(storage, participant, meter_id, now=NOW):
     meter = participant.meter(meter_id)
-    return collect_meter(storage, participant, meter, connector_for(meter), WINDOW, now=now)
+    connector = connector_for(meter, participant.id)
+    return collect_meter(storage, participant, meter, connector, WINDOW, now=now)
 
 
 def interval_export(values: list[float]) -> bytes:

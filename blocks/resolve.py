@@ -1,0 +1,46 @@
+"""Turn the block a meter names into what its connector needs, with errors that name both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blocks.credentials import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
+from meterflow.config import Meter
+from meterflow.errors import MeterflowError
+from meterflow.sources import SourceAccess
+
+BLOCK_TYPES = {
+    "wattwatchers": WattwatchersCredentials,
+    "solcast": SolcastCredentials,
+    "weather": OpenMeteoSource,
+}
+
+
+def access_for(meter: Meter) -> SourceAccess | None:
+    """The endpoint and key of an API meter (weather without a block uses Open-Meteo itself)."""
+    kind = meter.connector.type
+    block_type = BLOCK_TYPES.get(kind)
+    if block_type is None:
+        return None
+    if meter.credentials is None:
+        return OpenMeteoSource().access("open-meteo") if kind == "weather" else None
+    return _load(block_type, meter).access(meter.credentials)
+
+
+def s3_client_for(meter: Meter) -> Any:
+    """A boto3 S3 client from the meter's prefect-aws AwsCredentials block."""
+    from prefect_aws import AwsCredentials
+
+    return _load(AwsCredentials, meter).get_s3_client()
+
+
+def _load(block_type: type, meter: Meter):
+    try:
+        return block_type.load(meter.credentials)
+    except (ValueError, KeyError) as exc:
+        slug = block_type.get_block_type_slug()
+        raise MeterflowError(
+            f"meter {meter.id}: cannot load block {slug}/{meter.credentials}: {exc}. "
+            f"Create it in the Prefect UI or with {block_type.__name__}(...).save("
+            f"'{meter.credentials}')"
+        ) from None

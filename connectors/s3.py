@@ -1,0 +1,73 @@
+"""`s3`: meter files in an S3 bucket (and prefix), read with the csv or nem12 parser.
+
+Credentials come from a prefect-aws `AwsCredentials` block (resolved by the task layer into a
+boto3 client). Objects modified since a day before the window starts are considered, and the raw
+log's content hash tells which ones are new, so a file is copied into the raw log once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from connectors.csv import parse_csv
+from connectors.nem12 import parse_nem12
+from meterflow.config import CsvFormat, Meter
+from meterflow.http import Caller, SourceRejected, SourceUnavailable
+from meterflow.rawlog import Payload
+from meterflow.readings import SourceReadings
+from meterflow.storage import Storage
+from meterflow.timeutil import HourWindow
+
+LOOKBACK = timedelta(days=1)
+
+
+class S3Connector:
+    type: ClassVar[str] = "s3"
+    version: ClassVar[str] = "1"
+    polls: ClassVar[bool] = True
+    settle: ClassVar[timedelta] = timedelta(0)
+
+    def __init__(self, client: Any, caller: Caller):
+        self.client, self.caller = client, caller
+
+    def fetch(
+        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+    ) -> list[Payload]:
+        settings = meter.connector
+        since = window.start - LOOKBACK
+        payloads = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=settings.bucket, Prefix=settings.prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    if item["LastModified"] < since or item["Key"].endswith("/"):
+                        continue
+                    body = self.client.get_object(Bucket=settings.bucket, Key=item["Key"])
+                    payloads.append(
+                        Payload(
+                            name=item["Key"].rsplit("/", 1)[-1],
+                            data=body["Body"].read(),
+                            source=f"s3://{settings.bucket}/{item['Key']}",
+                        )
+                    )
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            where = f"s3://{settings.bucket}/{settings.prefix}"
+            reason = f"{where}: {error.get('Code')} {error.get('Message', '')}".strip()
+            raise SourceRejected(self.caller, reason) from None
+        except (EndpointConnectionError, BotoCoreError) as exc:
+            raise SourceUnavailable(
+                self.caller, f"s3://{settings.bucket}: {type(exc).__name__}"
+            ) from None
+        return payloads
+
+    def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
+        fmt = meter.connector.format
+        if isinstance(fmt, CsvFormat):
+            return parse_csv(data, fmt)
+        return parse_nem12(data, fmt.nmi, fmt.suffix)

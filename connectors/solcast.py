@@ -1,0 +1,104 @@
+"""`solcast`: Solcast rooftop site estimated actuals (data type solar) or forecasts.
+
+`period_end` is UTC with 7 fractional digits and `period` an ISO duration such as PT30M;
+`pv_estimate` is the average kW over the period, so kWh = kW x period hours. A key has a small
+daily call budget shared by every site it serves, counted here across meters and processes; the
+429 "daily limit" answer defers the meter until 00:00 UTC instead of failing the dispatch.
+Estimated actuals reach back 7 days (168 hours); older hours cannot be fetched.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+import pandas as pd
+import requests
+
+from meterflow.config import Meter
+from meterflow.errors import SourceDataError
+from meterflow.http import HttpClient, SourceDeferred
+from meterflow.rawlog import Payload, RawLog
+from meterflow.readings import SourceReadings
+from meterflow.sources import CallBudget, SourceAccess
+from meterflow.storage import Storage
+from meterflow.timeutil import HourWindow
+
+MAX_HOURS = {"estimated_actuals": 168, "forecasts": 336}
+# A site is fetched at most this often: 168 hours of actuals make hourly calls pointless.
+REFRESH = timedelta(hours=3)
+
+
+def is_daily_limit(response: requests.Response) -> bool:
+    return response.status_code == 429 and "daily limit" in response.text.lower()
+
+
+class SolcastConnector:
+    type: ClassVar[str] = "solcast"
+    version: ClassVar[str] = "1"
+    polls: ClassVar[bool] = True
+    settle: ClassVar[timedelta] = timedelta(0)
+
+    def __init__(self, client: HttpClient, access: SourceAccess, budget: CallBudget):
+        self.client, self.access, self.budget = client, access, budget
+
+    def fetch(
+        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+    ) -> list[Payload]:
+        settings = meter.connector
+        if _fetched_since(storage, meter.id, now - REFRESH):
+            return []
+        limit = self.access.daily_call_limit or 10
+        if not self.budget.take(self.access.key_id, limit, now):
+            raise SourceDeferred(
+                self.client.caller, f"daily budget of {limit} calls used; next call after 00:00 UTC"
+            )
+        try:
+            response = self.client.get(
+                f"{self.access.base_url.rstrip('/')}/rooftop_sites/{settings.site}/{settings.product}",
+                params={"hours": MAX_HOURS[settings.product], "format": "json"},
+                ok=(200, 204),
+                defer_if=is_daily_limit,
+            )
+        except SourceDeferred:
+            self.budget.exhaust(self.access.key_id, now)
+            raise
+        if response.status_code == 204:
+            return []
+        source = self.client.redact_url(response.url)
+        body = response.json()
+        return [
+            Payload(
+                name=f"{settings.product}-{settings.site}-{now:%Y%m%dT%H%M}.json",
+                data=json.dumps({"url": source, "body": body}, sort_keys=True).encode(),
+                source=source,
+            )
+        ]
+
+    def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
+        return parse_periods(data, meter.connector.product)
+
+
+def _fetched_since(storage: Storage, meter_id: str, moment: datetime) -> bool:
+    stamp = moment.strftime("%Y/%m/%d/%H%M%S%f")
+    return any(ref.key.split("/", 2)[2] >= stamp for ref in RawLog(storage, meter_id).refs)
+
+
+def parse_periods(data: bytes, product: str) -> SourceReadings:
+    """Interval kWh from pv_estimate (average kW) over each period ending at period_end."""
+    envelope = json.loads(data)
+    items = envelope["body"].get(product)
+    if items is None:
+        raise SourceDataError(f"response has no {product!r} list")
+    rows = []
+    for i, item in enumerate(items):
+        try:
+            end = pd.Timestamp(item["period_end"]).tz_convert("UTC")
+            length = pd.Timedelta(item["period"])
+            kw = float(item["pv_estimate"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SourceDataError(f"{product}[{i}]: {exc}") from None
+        rows.append((end - length, end, kw * length.total_seconds() / 3600, "estimated"))
+    frame = pd.DataFrame(rows, columns=["start", "end", "value", "quality"])
+    return SourceReadings("interval", "kWh", frame)

@@ -1,0 +1,104 @@
+"""The s3 connector against moto's S3 server over HTTP on loopback, credentials from the
+prefect-aws AwsCredentials block type."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from moto.server import ThreadedMotoServer
+from prefect_aws import AwsCredentials
+
+from connectors import connector_for
+from meterflow.collect import collect_meter
+from meterflow.hourly_store import read_hours
+from meterflow.http import SourceRejected
+from meterflow.participant_xml import load_participant
+from meterflow.timeutil import HourWindow
+from tests.test_collect import interval_export
+
+SECRET = "s3cr3t/" + "K" * 33
+CONFIG = """<participant id="acme" name="Acme">
+  <properties>
+    <property id="hq" name="HQ" timezone="Australia/Sydney" country="AU" floorArea="100">
+      <meter id="s3-main" dataType="energy" credentials="acme-aws">
+        <s3 bucket="acme-meter-drop" prefix="exports/main/">
+          <csv kind="interval" unit="kWh" intervalMinutes="30"/>
+        </s3>
+      </meter>
+      <meter id="s3-nem" dataType="energy" credentials="acme-aws">
+        <s3 bucket="acme-meter-drop" prefix="nem12/"><nem12 nmi="QB00000001" suffix="E1"/></s3>
+      </meter>
+      <meter id="s3-missing" dataType="energy" credentials="acme-aws">
+        <s3 bucket="no-such-bucket"><csv kind="interval" unit="kWh"/></s3>
+      </meter>
+    </property>
+  </properties>
+</participant>"""
+WINDOW = HourWindow.parse("2026-04-01T00:00", "2026-04-01T04:00")
+NEM12 = (
+    "100,NEM12,202604020000,MDP,RETAILER\n200,QB00000001,E1,E1,E1,N1,M1,KWH,30,\n"
+    "300,20260401," + ",".join(["1.000"] * 48) + ",A,,,20260402000000,\n900\n"
+)
+
+
+@pytest.fixture(scope="module")
+def s3_client():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    credentials = AwsCredentials(
+        aws_access_key_id="AKIATESTTESTTEST",
+        aws_secret_access_key=SECRET,
+        region_name="ap-southeast-2",
+        aws_client_parameters={"endpoint_url": f"http://{host}:{port}"},
+    )
+    client = credentials.get_s3_client()
+    client.create_bucket(
+        Bucket="acme-meter-drop",
+        CreateBucketConfiguration={"LocationConstraint": "ap-southeast-2"},
+    )
+    client.put_object(
+        Bucket="acme-meter-drop",
+        Key="exports/main/day1.csv",
+        Body=interval_export([1, 2, 3, 4, 5, 6, 7, 8]),
+    )
+    client.put_object(Bucket="acme-meter-drop", Key="nem12/QB_202604.csv", Body=NEM12.encode())
+    yield client
+    server.stop()
+
+
+def collect(storage, meter_id, client):
+    participant = load_participant(CONFIG.encode())
+    meter = participant.meter(meter_id)
+    connector = connector_for(meter, participant.id, s3_client=client)
+    now = datetime(2026, 4, 2, tzinfo=UTC)
+    return participant, collect_meter(storage, participant, meter, connector, WINDOW, now=now)
+
+
+def test_objects_are_copied_to_the_raw_log_and_standardised(storage, s3_client):
+    participant, result = collect(storage, "s3-main", s3_client)
+    assert (result.payloads_new, result.hours_new, result.hours_missing) == (1, 4, 0)
+    stored = read_hours(storage, participant.meter("s3-main"), WINDOW.days())
+    assert stored.value.tolist() == [3.0, 7.0, 11.0, 15.0]
+    (raw,) = [k for k in storage.list("raw/s3-main/") if not k.endswith(".meta.json")]
+    assert storage.read(raw) == interval_export([1, 2, 3, 4, 5, 6, 7, 8])
+    assert b"s3://acme-meter-drop/exports/main/day1.csv" in storage.read(raw + ".meta.json")
+    _, again = collect(storage, "s3-main", s3_client)
+    assert (again.payloads_new, again.hours_new) == (0, 0)
+    assert not any(SECRET.encode() in storage.read(k) for k in storage.list())
+
+
+def test_nem12_objects_use_the_nem12_parser(storage, s3_client):
+    participant, result = collect(storage, "s3-nem", s3_client)
+    stored = read_hours(storage, participant.meter("s3-nem"), ["2026-03-31", "2026-04-01"])
+    # 48 half hours of 1 kWh in NEM time (UTC+10): 24 hours of 2 kWh, from 2026-03-31T14Z.
+    assert len(stored) == 24 and set(stored.value) == {2.0}
+    assert result.hours_missing == 0
+
+
+def test_a_missing_bucket_fails_fast_naming_it_and_the_block(storage, s3_client):
+    with pytest.raises(
+        SourceRejected, match=r"\(block acme-aws\): s3://no-such-bucket/: NoSuchBucket"
+    ):
+        collect(storage, "s3-missing", s3_client)
