@@ -1,16 +1,59 @@
-"""`make demo`: generate the example participants' files, dispatch them, show the warehouse."""
+"""`make demo`: generate the example participants' files, dispatch them, show the warehouse.
+
+The API meters (Wattwatchers, Solcast, weather) are served by local emulators on 127.0.0.1, and
+the demo saves the blocks that point the example participants' meters at them.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from blocks import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
+from emulators.openmeteo import OpenMeteoEmulator
+from emulators.solcast import SolcastEmulator
+from emulators.wattwatchers import WattwatchersEmulator
 from flows.dispatch import dispatch
 from meterflow import demo_data, warehouse
+from meterflow.timeutil import HourWindow
+
+# Keys the emulators accept; they only open local emulators, never a real account.
+DEMO_KEYS = {"wattwatchers": "key_" + "d3m0" * 8, "solcast": "demo-solcast-" + "5ec2e7" * 4}
+WW_DEVICE, SOLCAST_SITE = "D100000000042", "ba75-e17a-7374-95ed"
+
+
+@contextmanager
+def demo_sources(window: HourWindow = demo_data.WINDOW) -> Iterator[dict]:
+    """Start the API emulators and save the blocks the example meters name."""
+    emulators = {
+        "wattwatchers": WattwatchersEmulator(
+            api_keys={DEMO_KEYS["wattwatchers"]: [WW_DEVICE]},
+            seed=demo_data.SEED,
+            first_ts=int((window.start - timedelta(days=30)).timestamp()),
+        ),
+        "solcast": SolcastEmulator(
+            api_keys={DEMO_KEYS["solcast"]: [SOLCAST_SITE]}, seed=demo_data.SEED, now=window.end
+        ),
+        "weather": OpenMeteoEmulator(seed=demo_data.SEED),
+    }
+    with ExitStack() as stack:
+        for emulator in emulators.values():
+            stack.enter_context(emulator)
+        WattwatchersCredentials(
+            api_key=DEMO_KEYS["wattwatchers"], base_url=emulators["wattwatchers"].url
+        ).save("globex-wattwatchers", overwrite=True)
+        SolcastCredentials(api_key=DEMO_KEYS["solcast"], base_url=emulators["solcast"].url).save(
+            "acme-solcast", overwrite=True
+        )
+        OpenMeteoSource(base_url=emulators["weather"].url).save("open-meteo", overwrite=True)
+        yield emulators
 
 
 def run_demo(data_root: str = "data") -> int:
@@ -22,14 +65,17 @@ def run_demo(data_root: str = "data") -> int:
     demo_data.generate(data_root)
     console.print(f"  source files written under {data_root}/ (seeded, same bytes every run)")
 
-    with console.status("dispatching: validate, collect, standardise, aggregate, load ..."):
-        state = dispatch(
-            start=window.start.isoformat(),
-            end=window.end.isoformat(),
-            data_root=data_root,
-            warehouse_path=warehouse_path,
-            return_state=True,
-        )
+    with demo_sources(window) as emulators:
+        urls = ", ".join(f"{name} {e.url}" for name, e in emulators.items())
+        console.print(f"  API sources emulated on loopback ({urls}); blocks saved")
+        with console.status("dispatching: validate, collect, standardise, aggregate, load ..."):
+            state = dispatch(
+                start=window.start.isoformat(),
+                end=window.end.isoformat(),
+                data_root=data_root,
+                warehouse_path=warehouse_path,
+                return_state=True,
+            )
     rows = state.result(raise_on_failure=False)
     if not state.is_completed():
         console.print(f"[red]dispatch failed:[/] {rows}")

@@ -209,6 +209,8 @@ def property_summary(con: duckdb.DuckDBPyConnection, window: HourWindow) -> pd.D
                count(DISTINCT f.hour_utc) AS hours,
                round(sum(f.value) FILTER (WHERE f.data_type = 'energy'), 1) AS energy_kwh,
                round(sum(f.value) FILTER (WHERE f.data_type = 'solar'), 1) AS solar_kwh,
+               round(avg(f.value) FILTER (WHERE f.data_type = 'outdoor_temperature'), 1)
+                   AS outside_c,
                round(avg(f.coverage) FILTER (WHERE f.data_type = 'energy'), 3) AS coverage,
                round(avg(CASE WHEN f.quality = 'measured' THEN 1 ELSE 0 END)
                      FILTER (WHERE f.data_type = 'energy'), 3) AS measured_share

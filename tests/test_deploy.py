@@ -74,7 +74,7 @@ def prefect_api(tmp_path):
 
 
 @pytest.mark.server
-def test_prefect_deploy_all_registers_every_deployment(prefect_api):
+def test_blocks_register_and_prefect_deploy_all_registers_every_deployment(prefect_api):
     url, env = prefect_api
 
     def prefect(*args: str) -> str:
@@ -83,6 +83,12 @@ def test_prefect_deploy_all_registers_every_deployment(prefect_api):
         return out.stdout
 
     prefect("work-pool", "create", "--type", "process", "meterflow-process")
+    registered = prefect("block", "register", "-m", "blocks")
+    assert "Successfully registered 3 blocks" in registered, registered
+    block_types = requests.post(f"{url}/block_types/filter", json={}, timeout=10).json()
+    assert {"wattwatchers-credentials", "solcast-credentials", "open-meteo-source"} <= {
+        b["slug"] for b in block_types
+    }
     prefect("--no-prompt", "deploy", "--all")
     deployments = requests.post(f"{url}/deployments/filter", json={}, timeout=10).json()
     flows = {f["id"]: f["name"] for f in requests.post(f"{url}/flows/filter", json={}).json()}

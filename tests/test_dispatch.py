@@ -15,8 +15,11 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     FlowRunFilter,
     FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 
+from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
 from flows.dispatch import dispatch
 from meterflow import demo_data
 from meterflow.timeutil import HourWindow
@@ -32,6 +35,7 @@ ENERGY_METERS = [
     "per-dc-main",
     "syd-hq-pv",
     "mel-store-pv",
+    "per-dc-pv",
 ]
 
 
@@ -64,8 +68,16 @@ def demo(prefect_server, tmp_path_factory):
     data_root = tmp_path_factory.mktemp("e2e") / "data"
     truth = demo_data.generate(data_root, WINDOW)
     warehouse = data_root / "warehouse.duckdb"
-    state = run(data_root, warehouse)
+    with demo_sources(WINDOW) as emulators:
+        state = run(data_root, warehouse)
+        truth["per-dc-pv"] = wattwatchers_export_kwh(emulators["wattwatchers"])
     return data_root, warehouse, truth, state
+
+
+def wattwatchers_export_kwh(emulator) -> float:
+    """Exported kWh of the solar channel (index 1) in the window, from the emulator's Joules."""
+    stamps = range(int(WINDOW.start.timestamp()) + 300, int(WINDOW.end.timestamp()) + 1, 300)
+    return sum(emulator.energy(WW_DEVICE, 1, t)[1] for t in stamps) / 3.6e6
 
 
 def test_dispatch_completes_and_warehouse_totals_equal_source_totals(demo):
@@ -122,7 +134,8 @@ def test_rerun_changes_no_row(demo):
     data_root, warehouse, _, _ = demo
     before = tables(warehouse)
     demo_data.generate(data_root, WINDOW)  # the same files arrive again
-    state = run(data_root, warehouse)
+    with demo_sources(WINDOW):
+        state = run(data_root, warehouse)
     assert state.is_completed()
     rows = state.result()
     assert sum(r["hours_new"] for r in rows) == 0
@@ -170,7 +183,8 @@ def test_a_broken_participant_and_a_broken_meter_fail_alone(prefect_server, tmp_
     )
     planted = data_root / "acme" / "exports" / "bne-temp" / "globex.csv"
     os.symlink(data_root / "globex" / "nem12" / "NEM12_VM_202604.zip", planted)
-    state = run(data_root, tmp_path / "wh.duckdb")
+    with demo_sources(WINDOW):
+        state = run(data_root, tmp_path / "wh.duckdb")
     assert state.is_failed()
     assert "initech/*: initech:config/participant.xml:" in state.message
     assert "unknown time zone 'Australia/Atlantis'" in state.message
@@ -180,3 +194,35 @@ def test_a_broken_participant_and_a_broken_meter_fail_alone(prefect_server, tmp_
             con.execute("SELECT participant_id, count(*) FROM fact_hourly GROUP BY 1").fetchall()
         )
     assert set(loaded) == {"acme", "globex"}  # everyone else was collected and loaded
+
+
+def test_no_key_appears_in_files_warehouse_artifacts_or_logs(demo):
+    data_root, warehouse, _, state = demo
+    keys = list(DEMO_KEYS.values())
+    files = [p for p in data_root.rglob("*") if p.is_file()]  # raw log, parquet, DuckDB file
+    assert any("raw" in p.parts for p in files) and any(p.suffix == ".duckdb" for p in files)
+    leaks = [str(p) for p in files if any(k.encode() in p.read_bytes() for k in keys)]
+    # DuckDB compresses strings, so ask it rather than grepping its file.
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        columns = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE data_type = 'VARCHAR'"
+        ).fetchall()
+        for table, column in columns:
+            for key in keys:
+                found = con.execute(
+                    f"SELECT count(*) FROM {table} WHERE contains({column}, ?)", [key]
+                ).fetchone()[0]
+                leaks += [f"{table}.{column}"] * found
+    with get_client(sync_client=True) as client:
+        flow_run_id = state.state_details.flow_run_id
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    texts = [log.message for log in logs] + [json.dumps(a.data) for a in artifacts]
+    assert logs and artifacts
+    leaks += [text[:80] for text in texts if any(k in text for k in keys)]
+    assert leaks == []
