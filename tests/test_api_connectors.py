@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from connectors import connector_for
+from connectors import CONNECTOR_TYPES, connector_for
 from emulators.openmeteo import OpenMeteoEmulator
 from emulators.solcast import SolcastEmulator
 from emulators.wattwatchers import WattwatchersEmulator
 from meterflow.collect import collect_meter
 from meterflow.hourly_store import read_hours
-from meterflow.http import SourceRejected
+from meterflow.http import Caller, HttpClient, SourceRejected
 from meterflow.participant_xml import load_participant
+from meterflow.plan import plan_meters
 from meterflow.sources import SourceAccess
 from meterflow.timeutil import HourWindow
 
@@ -279,3 +281,45 @@ def test_weather_hourly_temperature_and_radiation(storage, participant):
         assert temps.value[hour] == pytest.approx(mean, rel=1e-12)
         assert sun.value[hour] == pytest.approx(emulator.radiation(lat, lon, after), abs=1e-9)
     assert len(temps) == 24 and set(temps.unit) == {"degC"} and set(sun.unit) == {"W/m2"}
+
+
+def test_solcast_forecasts_feed_the_forecast_data_type(storage, solcast, tmp_path):
+    config = CONFIG.replace(
+        '<solcast site="' + SITE_3 + '"/>', '<solcast site="' + SITE_3 + '" product="forecasts"/>'
+    ).replace('<meter id="pv-3" dataType="solar"', '<meter id="pv-3" dataType="solar_forecast"')
+    participant = load_participant(config.encode())
+    ahead = HourWindow(NOW, NOW + timedelta(days=1))
+    result = collect(
+        storage, participant, "pv-3", solcast_access(solcast), ahead, tmp_path=tmp_path
+    )
+    assert result.hours_missing == 0
+    assert storage.list("standardised/solar_forecast/pv-3/")
+    (call,) = solcast.requests
+    assert call.path.endswith("/forecasts")
+
+
+def test_an_exhausted_per_second_budget_pauses_the_next_call(wattwatchers):
+    wattwatchers.inject(
+        200, path="/devices", headers={"X-RateLimit-TpsRemaining": "0", "X-RateLimit-TpsReset": "1"}
+    )
+    caller = Caller("acme", "ww-mains", "wattwatchers-pause-test", "acme-ww")
+    client = HttpClient(caller, headers={"Authorization": f"Bearer {WW_KEY}"})
+    client.get(f"{wattwatchers.url}/devices")
+    started = time.monotonic()
+    client.get(f"{wattwatchers.url}/devices")
+    assert time.monotonic() - started >= 0.9
+
+
+def test_recent_hours_of_a_back_filling_source_stay_due(storage, participant, wattwatchers):
+    collect(storage, participant, "ww-mains", ww_access(wattwatchers), DAY)
+    now = DAY.end.replace(hour=2)  # two hours after the day: 6 h settle covers its last hours
+    planned = {
+        p.meter_id: p
+        for p in plan_meters(
+            storage, participant, DAY, lambda m: CONNECTOR_TYPES[m.connector.type], now=now
+        )
+    }
+    ww = planned["ww-mains"]
+    assert ww.window.start == datetime(2026, 4, 1, 19, tzinfo=UTC) and ww.hours_pending == 5
+    old = plan_meters(storage, participant, DAY, lambda m: CONNECTOR_TYPES[m.connector.type])
+    assert "ww-mains" not in {p.meter_id for p in old}  # settled and complete: no call
