@@ -8,37 +8,26 @@ reading kind: interval energy, cumulative register or instantaneous value.
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from connectors.exports import fetch_files
-from meterflow.config import CsvSettings, Meter
+from connectors.exports import FileConnector
+from meterflow.config import CsvFormat, Meter
 from meterflow.errors import SourceDataError
-from meterflow.rawlog import Payload
 from meterflow.readings import SourceReadings
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow, to_utc
+from meterflow.timeutil import to_utc
 
 
-class CsvConnector:
+class CsvConnector(FileConnector):
     type: ClassVar[str] = "csv"
-    version: ClassVar[str] = "1"
-    polls: ClassVar[bool] = True
-    settle: ClassVar[timedelta] = timedelta(0)
-
-    def fetch(
-        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
-    ) -> list[Payload]:
-        return fetch_files(storage, meter.connector.path)
 
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
         return parse_csv(data, meter.connector)
 
 
-def parse_csv(data: bytes, settings: CsvSettings) -> SourceReadings:
+def parse_csv(data: bytes, settings: CsvFormat) -> SourceReadings:
     """Source readings from a CSV export; errors name the line (header is line 1)."""
     try:
         table = pd.read_csv(
@@ -71,7 +60,7 @@ def parse_csv(data: bytes, settings: CsvSettings) -> SourceReadings:
     return SourceReadings(settings.kind, settings.unit, frame.reset_index(drop=True))
 
 
-def _timestamps(text: pd.Series, settings: CsvSettings) -> pd.Series:
+def _timestamps(text: pd.Series, settings: CsvFormat) -> pd.Series:
     text = text.str.strip()
     fmt = settings.timestamp_format
     if fmt == "epoch":
@@ -103,7 +92,7 @@ def _first_bad(bad: pd.Series, text: pd.Series, expected: str) -> None:
         raise SourceDataError(f"{text[line]!r} is not {expected}", line=line)
 
 
-def _intervals(stamps: pd.Series, values: pd.Series, settings: CsvSettings) -> pd.DataFrame:
+def _intervals(stamps: pd.Series, values: pd.Series, settings: CsvFormat) -> pd.DataFrame:
     if settings.interval_minutes:
         length = pd.Timedelta(minutes=settings.interval_minutes)
     else:

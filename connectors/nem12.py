@@ -16,13 +16,10 @@ from typing import ClassVar
 
 import pandas as pd
 
-from connectors.exports import fetch_files
+from connectors.exports import FileConnector
 from meterflow.config import Meter
 from meterflow.errors import SourceDataError
-from meterflow.rawlog import Payload
 from meterflow.readings import SourceReadings
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
 
 NEM_TIME = timezone(timedelta(hours=10))
 # First letter of a quality method: Actual, Estimated, Final substituted, Null, Substituted.
@@ -30,16 +27,8 @@ QUALITY = {"A": "measured", "E": "estimated", "F": "estimated", "S": "estimated"
 UNITS = {"KWH": "kWh", "WH": "Wh", "MWH": "MWh"}
 
 
-class Nem12Connector:
+class Nem12Connector(FileConnector):
     type: ClassVar[str] = "nem12"
-    version: ClassVar[str] = "1"
-    polls: ClassVar[bool] = True
-    settle: ClassVar[timedelta] = timedelta(0)
-
-    def fetch(
-        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
-    ) -> list[Payload]:
-        return fetch_files(storage, meter.connector.path)
 
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
         settings = meter.connector

@@ -19,34 +19,26 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from connectors.exports import fetch_files
+from connectors.exports import FileConnector
 from meterflow.config import Meter
 from meterflow.errors import SourceDataError
-from meterflow.rawlog import Payload
 from meterflow.readings import QUALITIES, SourceReadings
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
 from meterflow.units import ACCEPTED_QUANTITIES, quantity
 
 REQUIRED = ("hour_utc", "value", "unit")
 
 
-class PushConnector:
+class PushConnector(FileConnector):
     type: ClassVar[str] = "push"
-    version: ClassVar[str] = "1"
-    polls: ClassVar[bool] = True
-    settle: ClassVar[timedelta] = timedelta(0)
+    consume: ClassVar[bool] = True
 
-    def fetch(
-        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
-    ) -> list[Payload]:
-        return fetch_files(storage, f"inbox/{meter.id}/", consume=True)
+    def folder(self, meter: Meter) -> str:
+        return f"inbox/{meter.id}/"
 
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
         return parse_push(data, name, meter.data_type)
