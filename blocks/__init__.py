@@ -6,11 +6,21 @@ Register them with `prefect block register -m blocks`. S3 meters use prefect-aws
 
 from blocks.credentials import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
 from blocks.resolve import access_for, s3_client_for
+from blocks.warehouse import (
+    BigQueryWarehouseBlock,
+    DuckDBWarehouseBlock,
+    PostgresWarehouseBlock,
+    open_warehouse,
+)
 
 __all__ = [
+    "BigQueryWarehouseBlock",
+    "DuckDBWarehouseBlock",
     "OpenMeteoSource",
+    "PostgresWarehouseBlock",
     "SolcastCredentials",
     "WattwatchersCredentials",
     "access_for",
+    "open_warehouse",
     "s3_client_for",
 ]

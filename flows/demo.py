@@ -21,8 +21,10 @@ from emulators.openmeteo import OpenMeteoEmulator
 from emulators.solcast import SolcastEmulator
 from emulators.wattwatchers import WattwatchersEmulator
 from flows.dispatch import dispatch
-from meterflow import demo_data, warehouse
+from meterflow import demo_data
 from meterflow.timeutil import HourWindow
+from meterflow.warehouse import DuckDBWarehouse
+from meterflow.warehouse.queries import property_summary
 
 # Keys the emulators accept; they only open local emulators, never a real account.
 DEMO_KEYS = {"wattwatchers": "key_" + "d3m0" * 8, "solcast": "demo-solcast-" + "5ec2e7" * 4}
@@ -73,7 +75,7 @@ def run_demo(data_root: str = "data") -> int:
                 start=window.start.isoformat(),
                 end=window.end.isoformat(),
                 data_root=data_root,
-                warehouse_path=warehouse_path,
+                warehouse=warehouse_path,
                 return_state=True,
             )
     rows = state.result(raise_on_failure=False)
@@ -105,11 +107,12 @@ def run_demo(data_root: str = "data") -> int:
         )
     console.print(meters)
 
-    with warehouse.connect(warehouse_path) as con:
-        summary = warehouse.property_summary(con, window)
-        counts = con.execute(
-            "SELECT (SELECT count(*) FROM fact_meter_hourly), (SELECT count(*) FROM fact_hourly)"
-        ).fetchone()
+    with DuckDBWarehouse(warehouse_path, read_only=True) as wh:
+        summary = property_summary(wh, window)
+        counts = wh.query(
+            "SELECT (SELECT count(*) FROM fact_meter_hourly) AS meter_hours, "
+            "(SELECT count(*) FROM fact_hourly) AS property_hours"
+        ).iloc[0]
     properties = Table(title=f"Warehouse: properties, {window}")
     for column in summary.columns:
         properties.add_column(
@@ -123,7 +126,8 @@ def run_demo(data_root: str = "data") -> int:
     console.print(
         f"{changed} meter-hours new or changed in this run "
         f"({'a rerun changes nothing' if changed == 0 else 'run again: nothing will change'}); "
-        f"warehouse holds {counts[0]} meter-hours and {counts[1]} property-hours."
+        f"warehouse holds {counts.meter_hours} meter-hours and "
+        f"{counts.property_hours} property-hours."
     )
     console.print(f"Done in {time.perf_counter() - started:.1f} s.\n")
     console.print("Query the warehouse:")

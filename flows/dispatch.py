@@ -43,7 +43,7 @@ def dispatch(
     start: str | None = None,
     end: str | None = None,
     data_root: str = "data",
-    warehouse_path: str = "data/warehouse.duckdb",
+    warehouse: str = "data/warehouse.duckdb",
     participants: list[str] | None = None,
     lookback_hours: int = 24,
 ) -> list[dict]:
@@ -68,8 +68,8 @@ def dispatch(
         outcomes.extend(collection.outcomes)
         if collection.changed:
             try:
-                load_window(data_root, warehouse_path, participant, collection.changed)
-                aggregate_window(data_root, warehouse_path, participant, collection.changed)
+                load_window(data_root, warehouse, participant, collection.changed)
+                aggregate_window(data_root, warehouse, participant, collection.changed)
             except Exception as exc:  # e.g. the warehouse file is locked by another writer
                 why = f"warehouse load failed: {type(exc).__name__}: {exc}"
                 logger.error("participant %s: %s", participant_id, why)

@@ -14,9 +14,9 @@ from tasks.participants import validate_participant
 from tasks.warehouse import aggregate_window, load_window
 
 
-def _upsert_window(step, participant_id, start, end, data_root, warehouse_path) -> dict:
+def _upsert_window(step, participant_id, start, end, data_root, warehouse) -> dict:
     participant = validate_participant(data_root, participant_id)
-    counts = step(data_root, warehouse_path, participant, HourWindow.parse(start, end))
+    counts = step(data_root, warehouse, participant, HourWindow.parse(start, end))
     return {"inserted": counts.inserted, "updated": counts.updated}
 
 
@@ -26,10 +26,10 @@ def load(
     start: str,
     end: str,
     data_root: str = "data",
-    warehouse_path: str = "data/warehouse.duckdb",
+    warehouse: str = "data/warehouse.duckdb",
 ) -> dict:
     """Upsert the participant's configuration and meter-hours in [start, end)."""
-    return _upsert_window(load_window, participant_id, start, end, data_root, warehouse_path)
+    return _upsert_window(load_window, participant_id, start, end, data_root, warehouse)
 
 
 @flow(flow_run_name=participant_window)
@@ -38,7 +38,7 @@ def aggregate(
     start: str,
     end: str,
     data_root: str = "data",
-    warehouse_path: str = "data/warehouse.duckdb",
+    warehouse: str = "data/warehouse.duckdb",
 ) -> dict:
     """Recompute and upsert the participant's property-hours in [start, end)."""
-    return _upsert_window(aggregate_window, participant_id, start, end, data_root, warehouse_path)
+    return _upsert_window(aggregate_window, participant_id, start, end, data_root, warehouse)

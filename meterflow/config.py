@@ -145,6 +145,7 @@ class Property(Frozen):
     region: str | None = None
     floor_area_m2: float
     office_hours: OfficeHours | None = None
+    degree_day_base_c: float | None = None
     meters: tuple[Meter, ...]
 
 

@@ -132,6 +132,9 @@ def _build(root: etree._Element, name: str) -> Participant:
                 region=prop_el.get("region"),
                 floor_area_m2=float(prop_el.get("floorArea")),
                 office_hours=office_hours,
+                degree_day_base_c=float(prop_el.get("degreeDayBase"))
+                if prop_el.get("degreeDayBase")
+                else None,
                 meters=tuple(meters),
             )
         )

@@ -1,15 +1,26 @@
-"""Load the warehouse: configuration and meter-hours (load), property-hours (aggregate)."""
+"""Load the warehouse: configuration, calendar, factors and meter-hours (load), and
+property-hours (aggregate)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prefect import task
 
-from meterflow import warehouse
+from blocks import open_warehouse
 from meterflow.aggregate import aggregate_changes
 from meterflow.config import Participant
 from meterflow.hourly_store import read_hours
 from meterflow.participants import open_storage
 from meterflow.timeutil import HourWindow
+from meterflow.warehouse import LoadCounts
+from meterflow.warehouse.loads import (
+    load_calendar,
+    load_configuration,
+    load_emission_factors,
+    load_meter_hours,
+    load_property_hours,
+)
 
 
 def _window_rows(data_root: str, participant: Participant, window: HourWindow) -> dict:
@@ -25,22 +36,28 @@ def _window_rows(data_root: str, participant: Participant, window: HourWindow) -
 
 @task(task_run_name="load/{participant.id}/{window}")
 def load_window(
-    data_root: str, warehouse_path: str, participant: Participant, window: HourWindow
-) -> warehouse.LoadCounts:
-    """Upsert the configuration dimensions and the meter-hours of the window."""
+    data_root: str, warehouse: str, participant: Participant, window: HourWindow
+) -> LoadCounts:
+    """Upsert configuration (with history), emission factors, the local calendar and the
+    meter-hours of the window."""
     rows = _window_rows(data_root, participant, window)
-    with warehouse.connect(warehouse_path) as con:
-        return warehouse.load_configuration(con, participant) + warehouse.load_meter_hours(
-            con, participant, rows
+    with open_warehouse(warehouse) as wh:
+        wh.prepare()
+        return (
+            load_configuration(wh, participant, datetime.now(UTC))
+            + load_emission_factors(wh)
+            + load_calendar(wh, participant, window.hours())
+            + load_meter_hours(wh, participant, rows)
         )
 
 
 @task(task_run_name="aggregate/{participant.id}/{window}")
 def aggregate_window(
-    data_root: str, warehouse_path: str, participant: Participant, window: HourWindow
-) -> warehouse.LoadCounts:
+    data_root: str, warehouse: str, participant: Participant, window: HourWindow
+) -> LoadCounts:
     """Recompute and upsert the property-hours of the window for every data type."""
     storage = open_storage(data_root, participant.id)
     rows = aggregate_changes(storage, participant, _window_rows(data_root, participant, window))
-    with warehouse.connect(warehouse_path) as con:
-        return warehouse.load_property_hours(con, participant.id, rows)
+    with open_warehouse(warehouse) as wh:
+        wh.prepare()
+        return load_property_hours(wh, participant.id, rows)

@@ -84,11 +84,16 @@ def test_blocks_register_and_prefect_deploy_all_registers_every_deployment(prefe
 
     prefect("work-pool", "create", "--type", "process", "meterflow-process")
     registered = prefect("block", "register", "-m", "blocks")
-    assert "Successfully registered 3 blocks" in registered, registered
+    assert "Successfully registered 6 blocks" in registered, registered
     block_types = requests.post(f"{url}/block_types/filter", json={}, timeout=10).json()
-    assert {"wattwatchers-credentials", "solcast-credentials", "open-meteo-source"} <= {
-        b["slug"] for b in block_types
-    }
+    assert {
+        "wattwatchers-credentials",
+        "solcast-credentials",
+        "open-meteo-source",
+        "meterflow-duckdb",
+        "meterflow-postgresql",
+        "meterflow-bigquery",
+    } <= {b["slug"] for b in block_types}
     prefect("--no-prompt", "deploy", "--all")
     deployments = requests.post(f"{url}/deployments/filter", json={}, timeout=10).json()
     flows = {f["id"]: f["name"] for f in requests.post(f"{url}/flows/filter", json={}).json()}

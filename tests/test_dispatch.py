@@ -44,7 +44,7 @@ def run(data_root, warehouse):
         start=WINDOW.start.isoformat(),
         end=WINDOW.end.isoformat(),
         data_root=str(data_root),
-        warehouse_path=str(warehouse),
+        warehouse=str(warehouse),
         return_state=True,
     )
 

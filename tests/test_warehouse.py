@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meterflow import warehouse
+from meterflow.warehouse import DuckDBWarehouse
 
 
 def meter_hours(values) -> pd.DataFrame:
@@ -27,23 +27,22 @@ def meter_hours(values) -> pd.DataFrame:
 
 
 def test_upsert_inserts_then_changes_nothing_then_updates_only_what_differs(tmp_path):
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
-        first = warehouse.upsert(con, "fact_meter_hourly", meter_hours([1.0, 2.0, np.nan]))
-        again = warehouse.upsert(con, "fact_meter_hourly", meter_hours([1.0, 2.0, np.nan]))
-        fixed = warehouse.upsert(con, "fact_meter_hourly", meter_hours([1.0, 2.5, np.nan, 4.0]))
-        rows = con.execute(
-            "SELECT hour_utc, value FROM fact_meter_hourly ORDER BY hour_utc"
-        ).fetchall()
+    with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
+        first = wh.upsert("fact_meter_hourly", meter_hours([1.0, 2.0, np.nan]))
+        again = wh.upsert("fact_meter_hourly", meter_hours([1.0, 2.0, np.nan]))
+        fixed = wh.upsert("fact_meter_hourly", meter_hours([1.0, 2.5, np.nan, 4.0]))
+        rows = wh.query("SELECT hour_utc, value FROM fact_meter_hourly ORDER BY hour_utc")
     assert (first.inserted, first.updated) == (3, 0)
     assert (again.inserted, again.updated) == (0, 0)
     assert (fixed.inserted, fixed.updated) == (1, 1)
-    assert [r[1] for r in rows][:2] == [1.0, 2.5] and len(rows) == 4
-    assert str(rows[0][0]) == "2026-04-01 00:00:00"  # UTC, as the column name says
+    assert rows.value.tolist()[:2] == [1.0, 2.5] and len(rows) == 4
+    assert pd.isna(rows.value[2])  # missing is NULL, not NaN
+    assert str(rows.hour_utc[0]) == "2026-04-01 00:00:00"  # UTC, as the column name says
 
 
 def test_a_failed_load_leaves_nothing_behind(tmp_path):
     bad = meter_hours([1.0, 2.0]).assign(quality=[None, "measured"])  # NOT NULL violated
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
+    with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
         with pytest.raises(duckdb.ConstraintException):
-            warehouse.upsert(con, "fact_meter_hourly", bad)
-        assert con.execute("SELECT count(*) FROM fact_meter_hourly").fetchone() == (0,)
+            wh.upsert("fact_meter_hourly", bad)
+        assert wh.query("SELECT count(*) AS n FROM fact_meter_hourly").n[0] == 0

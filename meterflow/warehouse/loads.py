@@ -1,0 +1,135 @@
+"""What the flows load: configuration (with history), facts, calendar and emission factors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from meterflow.aggregate import PROPERTY_COLUMNS
+from meterflow.calendar import calendar_rows
+from meterflow.config import Participant
+from meterflow.emission_factors import read_factors, refuse_silent_changes
+from meterflow.warehouse.backend import LoadCounts, Warehouse, prepare
+from meterflow.warehouse.schema import TABLES
+
+DEFAULT_DEGREE_DAY_BASE_C = 18.0
+
+
+def load_configuration(wh: Warehouse, participant: Participant, now: datetime) -> LoadCounts:
+    """Participant, properties and meters; a changed row is closed (valid_to) and a new one
+    opened (valid_from), so every fact can be read against the configuration of its time."""
+    properties = pd.DataFrame(
+        [
+            {
+                "participant_id": participant.id,
+                "property_id": p.id,
+                "name": p.name,
+                "timezone": p.timezone,
+                "country": p.country,
+                "region": p.region,
+                "floor_area_m2": p.floor_area_m2,
+                "office_days": " ".join(p.office_hours.days) if p.office_hours else None,
+                "office_start": p.office_hours.start if p.office_hours else None,
+                "office_end": p.office_hours.end if p.office_hours else None,
+                "degree_day_base_c": p.degree_day_base_c or DEFAULT_DEGREE_DAY_BASE_C,
+            }
+            for p in participant.properties
+        ]
+    )
+    meters = pd.DataFrame(
+        [
+            {
+                "participant_id": participant.id,
+                "meter_id": m.id,
+                "property_id": m.property_id,
+                "name": m.name,
+                "data_type": m.data_type,
+                "unit": m.unit,
+                "connector_type": m.connector.type,
+                "device_id": m.device_id,
+                "config_fingerprint": m.fingerprint,
+            }
+            for m in participant.meters
+        ]
+    )
+    names = pd.DataFrame([{"participant_id": participant.id, "name": participant.name}])
+    return (
+        wh.upsert("dim_participant", names)
+        + _with_history(wh, "dim_property", "property_id", participant.id, properties, now)
+        + _with_history(wh, "dim_meter", "meter_id", participant.id, meters, now)
+    )
+
+
+def _with_history(
+    wh: Warehouse, table: str, id_column: str, participant_id: str, rows: pd.DataFrame, now
+) -> LoadCounts:
+    attributes = [c for c in rows.columns if c not in ("participant_id", id_column)]
+    current = wh.query(
+        f"SELECT * FROM {wh.table(table)} WHERE participant_id = ? AND valid_to IS NULL",
+        [participant_id],
+    )
+    current = current.set_index(id_column) if not current.empty else None
+    stamp = pd.Timestamp(now).tz_convert("UTC").tz_localize(None).to_pydatetime()
+    opened = []
+    for row in prepare(rows).to_dict("records"):
+        if current is not None and row[id_column] in current.index:
+            before = prepare(current.loc[[row[id_column]], attributes]).iloc[0].to_dict()
+            if all(_same(before[a], row[a]) for a in attributes):
+                continue
+            _close(wh, table, id_column, participant_id, row[id_column], stamp)
+        opened.append({**row, "valid_from": stamp, "valid_to": None})
+    if current is not None:
+        for gone in set(current.index) - set(rows[id_column]):
+            _close(wh, table, id_column, participant_id, gone, stamp)
+    if not opened:
+        return LoadCounts()
+    return wh.upsert(table, pd.DataFrame(opened))
+
+
+def _close(wh: Warehouse, table: str, id_column: str, participant_id, item_id, stamp) -> None:
+    wh.execute(
+        f"UPDATE {wh.table(table)} SET valid_to = ? "
+        f"WHERE participant_id = ? AND {id_column} = ? AND valid_to IS NULL",
+        [stamp, participant_id, item_id],
+    )
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and abs(float(a) - float(b)) < 1e-9
+    return a == b
+
+
+def load_meter_hours(
+    wh: Warehouse, participant: Participant, rows_by_meter: dict[str, pd.DataFrame]
+) -> LoadCounts:
+    frames = [
+        rows.assign(
+            participant_id=participant.id,
+            meter_id=meter_id,
+            data_type=participant.meter(meter_id).data_type,
+        )
+        for meter_id, rows in rows_by_meter.items()
+        if not rows.empty
+    ]
+    if not frames:
+        return LoadCounts()
+    return wh.upsert("fact_meter_hourly", pd.concat(frames, ignore_index=True))
+
+
+def load_property_hours(wh: Warehouse, participant_id: str, rows: pd.DataFrame) -> LoadCounts:
+    return wh.upsert("fact_hourly", rows[PROPERTY_COLUMNS].assign(participant_id=participant_id))
+
+
+def load_calendar(wh: Warehouse, participant: Participant, hours: pd.DatetimeIndex) -> LoadCounts:
+    """The local calendar of every property for the given hours."""
+    frames = [calendar_rows(participant.id, p, hours) for p in participant.properties]
+    return wh.upsert("dim_calendar", pd.concat(frames, ignore_index=True))
+
+
+def load_emission_factors(wh: Warehouse) -> LoadCounts:
+    factors = read_factors()
+    stored = wh.query(f"SELECT * FROM {wh.table('dim_emission_factor')}")
+    refuse_silent_changes(factors, stored)
+    return wh.upsert("dim_emission_factor", factors[TABLES["dim_emission_factor"].column_names])

@@ -1,0 +1,33 @@
+"""Questions the demo and the report ask of any backend."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from meterflow.timeutil import HourWindow
+from meterflow.warehouse.backend import Warehouse
+
+
+def property_summary(wh: Warehouse, window: HourWindow) -> pd.DataFrame:
+    """Per property over the window: hours, kWh, solar, outside temperature, coverage."""
+    return wh.query(
+        f"""
+        SELECT f.participant_id AS participant, f.property_id AS property, p.timezone,
+               count(DISTINCT f.hour_utc) AS hours,
+               round(sum(CASE WHEN f.data_type = 'energy' THEN f.value END), 1) AS energy_kwh,
+               round(sum(CASE WHEN f.data_type = 'solar' THEN f.value END), 1) AS solar_kwh,
+               round(avg(CASE WHEN f.data_type = 'outdoor_temperature' THEN f.value END), 1)
+                   AS outside_c,
+               round(avg(CASE WHEN f.data_type = 'energy' THEN f.coverage END), 3) AS coverage,
+               round(avg(CASE WHEN f.data_type = 'energy'
+                              THEN CASE WHEN f.quality = 'measured' THEN 1.0 ELSE 0.0 END END), 3)
+                   AS measured_share
+        FROM {wh.table("fact_hourly")} f
+        JOIN {wh.table("v_property")} p
+          ON p.participant_id = f.participant_id AND p.property_id = f.property_id
+        WHERE f.hour_utc >= ? AND f.hour_utc < ?
+        GROUP BY f.participant_id, f.property_id, p.timezone
+        ORDER BY participant, property
+        """,
+        [window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)],
+    )

@@ -1,0 +1,105 @@
+"""The warehouse's tables, declared once and rendered for each SQL dialect.
+
+Star schema: facts per meter-hour and per property-hour; dimensions for participants,
+properties and meters (with valid_from/valid_to history), the local calendar per property-hour
+and versioned emission factors. Times are TIMESTAMP columns holding UTC (names end in `_utc`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# fmt: off
+TYPES = {
+    "duckdb": {"text": "VARCHAR", "float": "DOUBLE", "int": "INTEGER", "bool": "BOOLEAN",
+               "ts": "TIMESTAMP", "date": "DATE"},
+    "postgres": {"text": "TEXT", "float": "DOUBLE PRECISION", "int": "INTEGER",
+                 "bool": "BOOLEAN", "ts": "TIMESTAMP", "date": "DATE"},
+    "bigquery": {"text": "STRING", "float": "FLOAT64", "int": "INT64", "bool": "BOOL",
+                 "ts": "TIMESTAMP", "date": "DATE"},
+}
+# fmt: on
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str, bool], ...]  # (name, type, nullable)
+    key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c[0] for c in self.columns]
+
+    def ddl(self, dialect: str, qualified: str | None = None) -> str:
+        types = TYPES[dialect]
+        columns = [
+            f"{name} {types[kind]}{'' if nullable else ' NOT NULL'}"
+            for name, kind, nullable in self.columns
+        ]
+        if dialect == "bigquery":
+            columns.append(f"PRIMARY KEY ({', '.join(self.key)}) NOT ENFORCED")
+        else:
+            columns.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        body = ",\n    ".join(columns)
+        return f"CREATE TABLE IF NOT EXISTS {qualified or self.name} (\n    {body}\n)"
+
+
+def _table(name: str, key: tuple[str, ...], *columns: str) -> Table:
+    """Columns as 'name type' with a trailing '?' for nullable."""
+    parsed = []
+    for column in columns:
+        column_name, kind = column.split()
+        parsed.append((column_name, kind.rstrip("?"), kind.endswith("?")))
+    return Table(name, tuple(parsed), key)
+
+
+# fmt: off
+TABLES = {
+    t.name: t
+    for t in (
+        _table("dim_participant", ("participant_id",), "participant_id text", "name text"),
+        _table(
+            "dim_property",
+            ("participant_id", "property_id", "valid_from"),
+            "participant_id text", "property_id text", "valid_from ts", "valid_to ts?",
+            "name text", "timezone text", "country text", "region text?", "floor_area_m2 float",
+            "office_days text?", "office_start text?", "office_end text?",
+            "degree_day_base_c float",
+        ),
+        _table(
+            "dim_meter",
+            ("participant_id", "meter_id", "valid_from"),
+            "participant_id text", "meter_id text", "valid_from ts", "valid_to ts?",
+            "property_id text", "name text?", "data_type text", "unit text",
+            "connector_type text", "device_id text?", "config_fingerprint text",
+        ),
+        _table(
+            "dim_calendar",
+            ("participant_id", "property_id", "hour_utc"),
+            "participant_id text", "property_id text", "hour_utc ts", "local_date date",
+            "local_hour int", "weekday int", "is_weekend bool", "is_holiday bool",
+            "holiday_name text?", "is_office_hours bool",
+        ),
+        _table(
+            "dim_emission_factor",
+            ("country", "region", "valid_from", "edition"),
+            "country text", "region text", "valid_from date", "valid_to date?", "edition text",
+            "scope2_kg_per_kwh float", "scope3_kg_per_kwh float?", "source text",
+        ),
+        _table(
+            "fact_meter_hourly",
+            ("participant_id", "meter_id", "hour_utc"),
+            "participant_id text", "meter_id text", "data_type text", "hour_utc ts",
+            "value float?", "unit text", "quality text", "coverage float",
+        ),
+        _table(
+            "fact_hourly",
+            ("participant_id", "property_id", "data_type", "hour_utc"),
+            "participant_id text", "property_id text", "data_type text", "hour_utc ts",
+            "value float?", "unit text", "quality text", "coverage float",
+            "meters_reporting int", "meters_expected int",
+        ),
+    )
+}
+# fmt: on

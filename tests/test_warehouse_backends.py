@@ -1,0 +1,204 @@
+"""The same dispatch into DuckDB and into PostgreSQL (a real server) gives identical answers,
+and the context the views rely on is right: calendar across DST and holidays, carbon by the
+factor valid at each hour, configuration history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import psycopg
+import pytest
+
+from blocks import PostgresWarehouseBlock
+from flows.demo import demo_sources
+from flows.dispatch import dispatch
+from meterflow import demo_data
+from meterflow.errors import MeterflowError
+from meterflow.participant_xml import load_participant
+from meterflow.timeutil import HourWindow
+from meterflow.warehouse import DuckDBWarehouse
+from meterflow.warehouse.loads import (
+    load_calendar,
+    load_configuration,
+    load_emission_factors,
+    load_property_hours,
+)
+from meterflow.warehouse.schema import TABLES
+from meterflow.warehouse.views import VIEWS
+
+PG = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+# Easter weekend 2026 in Sydney is also the end of daylight saving (Sunday 5 April, 03:00).
+WINDOW = HourWindow(datetime(2026, 4, 2, tzinfo=UTC), datetime(2026, 4, 8, tzinfo=UTC))
+
+
+@pytest.fixture(scope="module")
+def pg_schema():
+    schema = f"mf_test_{uuid.uuid4().hex[:8]}"
+    yield schema
+    with psycopg.connect(PG, autocommit=True) as con:
+        con.execute("SET lock_timeout = '10s'")
+        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="module")
+def loaded(prefect_server, tmp_path_factory, pg_schema):
+    """One dispatch into a DuckDB file and one into PostgreSQL, from identical sources."""
+    PostgresWarehouseBlock(database="test", schema_name=pg_schema).save("pg-test", overwrite=True)
+    targets = {}
+    for name, warehouse in (("duckdb", None), ("postgres", "meterflow-postgresql/pg-test")):
+        data_root = tmp_path_factory.mktemp(name) / "data"
+        demo_data.generate(data_root, WINDOW)
+        warehouse = warehouse or str(data_root / "warehouse.duckdb")
+        with demo_sources(WINDOW):
+            state = dispatch(
+                start=WINDOW.start.isoformat(),
+                end=WINDOW.end.isoformat(),
+                data_root=str(data_root),
+                warehouse=warehouse,
+                return_state=True,
+            )
+        assert state.is_completed(), state.message
+        targets[name] = warehouse
+    return targets
+
+
+def _is_date(value) -> bool:
+    return isinstance(value, date)
+
+
+def snapshot(query, relation: str, columns: list[str]) -> pd.DataFrame:
+    frame = query(f"SELECT * FROM {relation}")
+    frame = frame[[c for c in columns if c in frame.columns]]
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            frame[column] = values.astype("float64").round(9)
+        elif pd.api.types.is_datetime64_any_dtype(values) or values.map(_is_date).any():
+            frame[column] = pd.to_datetime(values).astype("datetime64[us]")
+        else:
+            frame[column] = values.map(lambda v: None if pd.isna(v) else str(v))
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+
+
+def test_duckdb_and_postgres_give_identical_results(loaded, pg_schema):
+    with (
+        DuckDBWarehouse(loaded["duckdb"], read_only=True) as duck,
+        psycopg.connect(PG, autocommit=True) as pg,
+    ):
+
+        def pg_query(sql: str) -> pd.DataFrame:
+            with pg.cursor() as cursor:
+                cursor.execute(sql.replace("FROM ", f'FROM "{pg_schema}".', 1))
+                names = [c.name for c in cursor.description]
+                return pd.DataFrame(cursor.fetchall(), columns=names)
+
+        compared = 0
+        for relation in [*TABLES, *(name for name, _ in VIEWS)]:
+            columns = list(duck.query(f"SELECT * FROM {relation} LIMIT 0").columns)
+            columns = [c for c in columns if c not in ("valid_from", "valid_to")]  # load times
+            left = snapshot(duck.query, relation, columns)
+            right = snapshot(pg_query, relation, columns)
+            pd.testing.assert_frame_equal(left, right, check_dtype=False, obj=relation)
+            compared += len(left) > 0
+    assert compared == len(TABLES) + len(VIEWS)  # every table and view has rows
+
+
+def test_calendar_flags_across_dst_and_easter_in_sydney(loaded):
+    with DuckDBWarehouse(loaded["duckdb"], read_only=True) as wh:
+        days = wh.query(
+            """SELECT local_date, count(*) AS hours, bool_or(is_holiday) AS holiday,
+                      sum(CASE WHEN is_office_hours THEN 1 ELSE 0 END) AS office_hours
+               FROM dim_calendar WHERE property_id = 'syd-hq'
+               GROUP BY local_date ORDER BY local_date"""
+        ).set_index("local_date")
+        first_office = wh.query(
+            """SELECT hour_utc FROM dim_calendar WHERE property_id = 'syd-hq'
+               AND local_date = DATE '2026-04-07' AND is_office_hours ORDER BY hour_utc LIMIT 1"""
+        ).hour_utc[0]
+    day = pd.Timestamp
+    assert days.hours[day("2026-04-05")] == 25  # clocks go back: 25 local hours
+    assert days.holiday[day("2026-04-03")] and days.holiday[day("2026-04-06")]  # Good Fri, Mon
+    assert not days.holiday[day("2026-04-07")]
+    assert days.office_hours[day("2026-04-03")] == 0  # a holiday: the office is closed
+    assert days.office_hours[day("2026-04-07")] == 10  # Tuesday 08:00-18:00
+    # After the change Sydney is UTC+10: 08:00 local is 22:00 UTC the day before.
+    assert first_office == pd.Timestamp("2026-04-06 22:00")
+    # Before it (AEDT, UTC+11) Thursday 08:00 local was 21:00 UTC.
+    with DuckDBWarehouse(loaded["duckdb"], read_only=True) as wh:
+        thursday = wh.query(
+            """SELECT min(hour_utc) AS first FROM dim_calendar WHERE property_id = 'syd-hq'
+               AND local_date = DATE '2026-04-02' AND is_office_hours"""
+        ).first[0]
+    assert thursday == pd.Timestamp("2026-04-01 21:00")
+
+
+def test_carbon_is_energy_times_the_factor_valid_at_that_hour(tmp_path, monkeypatch):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "emission_factors.csv").write_text(
+        "country,region,valid_from,valid_to,edition,scope2_kg_per_kwh,scope3_kg_per_kwh,source\n"
+        "AU,NSW,2025-07-01,2026-04-04,NGA 2025,0.64,0.04,test\n"
+        "AU,NSW,2026-04-05,,NGA 2026,0.60,0.04,test\n"
+    )
+    monkeypatch.setattr("meterflow.emission_factors.CONFIGS", configs)
+    participant = load_participant(demo_data.EXAMPLES / "acme.xml")
+    hours = pd.date_range("2026-04-04T10:00Z", periods=6, freq="h")  # 21:00..02:00 Sydney
+    with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
+        load_configuration(wh, participant, datetime.now(UTC))
+        load_emission_factors(wh)
+        load_calendar(wh, participant, hours)
+        energy = pd.DataFrame(
+            {
+                "property_id": "syd-hq",
+                "data_type": "energy",
+                "hour_utc": hours,
+                "value": [10.0, 20, 30, 40, 50, 60],
+                "unit": "kWh",
+                "quality": "measured",
+                "coverage": 1.0,
+                "meters_reporting": 1,
+                "meters_expected": 1,
+            }
+        )
+        load_property_hours(wh, "acme", energy)
+        carbon = wh.query("SELECT * FROM v_carbon_hourly ORDER BY hour_utc")
+        # Editing a published factor in place is refused, not applied silently.
+        factors = configs / "emission_factors.csv"
+        factors.write_text(factors.read_text().replace("NGA 2026,0.60", "NGA 2026,0.61"))
+        with pytest.raises(MeterflowError, match="publish the revision as a new edition"):
+            load_emission_factors(wh)
+    # Sydney dates: 04-04 until 13:00 UTC (midnight local, AEDT), then 04-05.
+    expected = [0.64, 0.64, 0.64, 0.60, 0.60, 0.60]
+    assert carbon.scope2_kg_per_kwh.tolist() == expected
+    assert carbon.kg_co2e.tolist() == pytest.approx(
+        [k * f for k, f in zip([10, 20, 30, 40, 50, 60], expected, strict=True)]
+    )
+    assert carbon.t_co2e.tolist() == pytest.approx([v / 1000 for v in carbon.kg_co2e])
+
+
+def test_configuration_changes_are_tracked_with_valid_from_and_to(tmp_path):
+    participant = load_participant(demo_data.EXAMPLES / "acme.xml")
+    bigger = participant.model_copy(
+        update={
+            "properties": (
+                participant.properties[0].model_copy(update={"floor_area_m2": 6000.0}),
+                *participant.properties[1:],
+            )
+        }
+    )
+    first, second = datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)
+    with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
+        load_configuration(wh, participant, first)
+        again = load_configuration(wh, participant, first)
+        load_configuration(wh, bigger, second)
+        rows = wh.query(
+            "SELECT floor_area_m2, valid_from, valid_to FROM dim_property "
+            "WHERE property_id = 'syd-hq' ORDER BY valid_from"
+        )
+        current = wh.query("SELECT floor_area_m2 FROM v_property WHERE property_id = 'syd-hq'")
+    assert (again.inserted, again.updated) == (0, 0)
+    assert rows.floor_area_m2.tolist() == [5200.0, 6000.0]
+    assert rows.valid_to[0] == pd.Timestamp("2026-05-01") and pd.isna(rows.valid_to[1])
+    assert current.floor_area_m2.tolist() == [6000.0]
