@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from connectors import FILE_CONNECTORS
@@ -56,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="generate example data and run dispatch end to end")
     demo.add_argument("--data-root", default="data")
 
+    report = commands.add_parser("report", help="write the benchmarking report (HTML)")
+    report.add_argument("--participant", required=True)
+    report.add_argument("--from", dest="start", required=True, help="first local date")
+    report.add_argument("--to", dest="end", required=True, help="local date after the last")
+    report.add_argument("--warehouse", default="data/warehouse.duckdb")
+    report.add_argument("--out", type=Path, help="default: reports/<participant>-<from>-<to>.html")
+
     dispatch = commands.add_parser("dispatch", help="run the dispatch flow once")
     dispatch.add_argument("--from", dest="start")
     dispatch.add_argument("--to", dest="end")
@@ -68,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             "validate": _validate,
             "standardise": _standardise,
             "demo": _demo,
+            "report": _report,
             "dispatch": _dispatch,
         }[args.command](args)
     except MeterflowError as exc:
@@ -153,6 +162,18 @@ def _meter_from_args(args) -> Meter:
     )
     data_type = args.data_type or _DATA_TYPE_OF[quantity(args.unit)]
     return Meter(id="cli", property_id="cli", data_type=data_type, connector=settings)
+
+
+def _report(args) -> int:
+    from blocks import open_warehouse
+    from meterflow.report import write_report
+
+    out = args.out or Path("reports") / f"{args.participant}-{args.start}-{args.end}.html"
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    with open_warehouse(args.warehouse) as wh:
+        write_report(wh, args.participant, start, end, out)
+    print(f"report written to {out.resolve()}")
+    return 0
 
 
 def _demo(args) -> int:

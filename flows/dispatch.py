@@ -10,7 +10,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.collect import Collection, MeterOutcome, collect_participant
@@ -18,7 +18,7 @@ from meterflow.errors import MeterflowError
 from meterflow.participants import list_participants
 from meterflow.timeutil import HourWindow, floor_hour
 from tasks.participants import validate_participant
-from tasks.warehouse import aggregate_window, load_window
+from tasks.warehouse import aggregate_window, load_window, report_window
 
 
 class DispatchFailed(MeterflowError):
@@ -70,8 +70,15 @@ def dispatch(
             try:
                 load_window(data_root, warehouse, participant, collection.changed)
                 aggregate_window(data_root, warehouse, participant, collection.changed)
+                path = report_window(data_root, warehouse, participant, window)
+                create_link_artifact(
+                    key=f"report-{participant_id}",
+                    link=path.resolve().as_uri(),
+                    link_text=f"Benchmarking report: {participant.name}",
+                    description=f"Latest report for {participant_id}, {window}",
+                )
             except Exception as exc:  # e.g. the warehouse file is locked by another writer
-                why = f"warehouse load failed: {type(exc).__name__}: {exc}"
+                why = f"warehouse load or report failed: {type(exc).__name__}: {exc}"
                 logger.error("participant %s: %s", participant_id, why)
                 outcomes.append(MeterOutcome(participant_id, "*", status="failed", why=why))
     rows = [asdict(o) for o in outcomes]

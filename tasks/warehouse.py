@@ -3,7 +3,8 @@ property-hours (aggregate)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from prefect import task
 
@@ -12,7 +13,8 @@ from meterflow.aggregate import aggregate_changes
 from meterflow.config import Participant
 from meterflow.hourly_store import read_hours
 from meterflow.participants import open_storage
-from meterflow.timeutil import HourWindow
+from meterflow.report import write_report
+from meterflow.timeutil import HOUR, HourWindow
 from meterflow.warehouse import LoadCounts
 from meterflow.warehouse.loads import (
     load_calendar,
@@ -61,3 +63,14 @@ def aggregate_window(
     with open_warehouse(warehouse) as wh:
         wh.prepare()
         return load_property_hours(wh, participant.id, rows)
+
+
+@task(task_run_name="report/{participant.id}/{window}")
+def report_window(
+    data_root: str, warehouse: str, participant: Participant, window: HourWindow
+) -> Path:
+    """The participant's benchmarking report for the local dates the window touches."""
+    first, after = window.start.date(), (window.end - HOUR).date() + timedelta(days=1)
+    out = Path(data_root) / "reports" / f"{participant.id}-latest.html"
+    with open_warehouse(warehouse) as wh:
+        return write_report(wh, participant.id, first, after, out)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -24,6 +26,7 @@ from flows.dispatch import dispatch
 from meterflow import demo_data
 from meterflow.timeutil import HourWindow
 
+METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
 # Three days around the end of daylight saving in Sydney and Melbourne (5 April 2026).
 WINDOW = HourWindow(datetime(2026, 4, 3, tzinfo=UTC), datetime(2026, 4, 7, tzinfo=UTC))
 ENERGY_METERS = [
@@ -226,3 +229,45 @@ def test_no_key_appears_in_files_warehouse_artifacts_or_logs(demo):
     assert logs and artifacts
     leaks += [text[:80] for text in texts if any(k in text for k in keys)]
     assert leaks == []
+
+
+def test_dispatch_writes_and_links_a_report_with_every_chart(demo, tmp_path):
+    data_root, warehouse, _, state = demo
+    report = (data_root / "reports" / "acme-latest.html").read_text()
+    for title in (
+        "Daily energy per property",
+        "Energy use intensity ranking",
+        "Office hours vs out of hours",
+        "Carbon per month",
+        "Temperature difference vs consumption",
+        "Data completeness",
+    ):
+        assert f"<h2>{title}</h2>" in report
+    assert report.count("<svg") == 6 and report.count("<table") == 6
+    assert "http" not in report.split("<svg")[0].lower().replace("http://www.w3.org", "")
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    (link,) = [a for a in artifacts if a.key == "report-acme"]
+    assert "acme-latest.html" in str(link.data)
+    out = tmp_path / "r.html"
+    command = [
+        str(METERFLOW),
+        "report",
+        "--participant",
+        "globex",
+        "--from",
+        "2026-04-03",
+        "--to",
+        "2026-04-07",
+        "--warehouse",
+        str(warehouse),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().count("<svg") >= 5  # globex has no inside temperature to plot
