@@ -132,8 +132,11 @@ VIEWS: list[tuple[str, str]] = [
         """SELECT c.participant_id, c.property_id, d.data_type, {month:c.local_date} AS month,
                count(*) AS hours, sum(COALESCE(f.coverage, 0)) / count(*) AS completeness
         FROM {t:dim_calendar} c
-        JOIN (SELECT DISTINCT participant_id, property_id, data_type FROM {t:fact_hourly}) d
+        JOIN (SELECT participant_id, property_id, data_type, min(hour_utc) AS first_hour,
+                     max(hour_utc) AS last_hour
+              FROM {t:fact_hourly} GROUP BY participant_id, property_id, data_type) d
           ON d.participant_id = c.participant_id AND d.property_id = c.property_id
+         AND c.hour_utc >= d.first_hour AND c.hour_utc <= d.last_hour
         LEFT JOIN {t:fact_hourly} f ON f.participant_id = c.participant_id
          AND f.property_id = c.property_id AND f.data_type = d.data_type
          AND f.hour_utc = c.hour_utc
