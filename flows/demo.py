@@ -135,6 +135,10 @@ def run_demo(data_root: str = "data") -> int:
         f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse_path}', "
         "read_only=True).sql('SELECT * FROM fact_hourly LIMIT 5'))\""
     )
+    reports = sorted((Path(data_root) / "reports").glob("*.html"))
+    console.print("Benchmarking reports (open in a browser):")
+    for report in reports:
+        console.print(f"  {report}")
     console.print("See the runs in the Prefect UI:")
     console.print("  make ui   # then open http://127.0.0.1:4200")
     return 0
