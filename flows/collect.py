@@ -27,18 +27,17 @@ class MeterOutcome:
     why: str = ""
 
 
+def failures(outcomes: list[MeterOutcome]) -> list[str]:
+    """`participant/meter: why` for every failed outcome."""
+    return [f"{o.participant}/{o.meter}: {o.why}" for o in outcomes if o.status == "failed"]
+
+
 @dataclass
 class Collection:
     """What one participant's collection did, and which hours changed."""
 
     outcomes: list[MeterOutcome] = field(default_factory=list)
     changed: HourWindow | None = None
-
-    @property
-    def failures(self) -> list[str]:
-        return [
-            f"{o.participant}/{o.meter}: {o.why}" for o in self.outcomes if o.status == "failed"
-        ]
 
 
 def collect_participant(
@@ -93,6 +92,7 @@ def collect(
     window = HourWindow.parse(start, end)
     participant = validate_participant(data_root, participant_id)
     collection = collect_participant(data_root, participant, window, meter_ids)
-    if collection.failures:
-        raise MeterflowError("meters failed:\n" + "\n".join(collection.failures))
+    failed = failures(collection.outcomes)
+    if failed:
+        raise MeterflowError("meters failed:\n" + "\n".join(failed))
     return {"changed": str(collection.changed) if collection.changed else None}

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.collect import Collection, MeterOutcome, collect_participant
+from flows.collect import Collection, MeterOutcome, collect_participant, failures
 from meterflow.errors import MeterflowError
 from meterflow.participants import list_participants
 from meterflow.timeutil import HourWindow, floor_hour
@@ -87,7 +87,7 @@ def dispatch(
         table=rows,
         description=f"Dispatch {window}: hours new, cached, missing per meter; failures and why.",
     )
-    failed = [f"{o.participant}/{o.meter}: {o.why}" for o in outcomes if o.status == "failed"]
+    failed = failures(outcomes)
     if failed:
         raise DispatchFailed(f"{len(failed)} failed:\n" + "\n".join(failed))
     return rows
