@@ -85,7 +85,9 @@ def collect_meter(
     """Fetch what is new for `meter`, archive it, and upsert the hours it changes.
 
     Unreadable payloads are archived, copied to `quarantine/` with a reason, and reported in
-    `rejected`; the rest of the meter's data still goes through.
+    `rejected`; the rest of the meter's data still goes through. If the meter's configuration
+    (or its connector's version) changed since its hours were standardised, the whole archive
+    of that meter is standardised again, so a fixed unit or channel takes effect at once.
     """
     now = now or datetime.now(UTC)
     result = CollectResult(participant.id, meter.id, window)
@@ -115,6 +117,9 @@ def collect_meter(
         result.payloads_new += 1
         if span:
             spans.append(span)
+    made_with = f"{meter.fingerprint}/{connector.type}-{connector.version}"
+    if _ledger(storage, meter) != made_with:
+        spans = [ref.span for ref in log.refs if ref.span] or spans
     if spans:
         start = min(s[0] for s in spans) - REWRITE
         end = max(s[1] for s in spans) + REWRITE
@@ -123,8 +128,20 @@ def collect_meter(
         )
         inside = (hourly["hour_utc"] >= start) & (hourly["hour_utc"] < end)
         result.changed = upsert_hours(storage, meter, hourly[inside])
+    if spans or not log.refs:
+        storage.write(_ledger_key(meter), json.dumps({"made_with": made_with}).encode())
     result.hours_missing = len(window.hours()) - len(complete_hours(storage, meter, window))
     return result
+
+
+def _ledger_key(meter: Meter) -> str:
+    return f"ledger/{meter.id}.json"
+
+
+def _ledger(storage: Storage, meter: Meter) -> str | None:
+    """The configuration the meter's stored hours were standardised with."""
+    key = _ledger_key(meter)
+    return json.loads(storage.read(key))["made_with"] if storage.exists(key) else None
 
 
 def _standardise_archive(storage, log, meter, connector, start, end) -> pd.DataFrame:

@@ -148,3 +148,22 @@ def test_property_coverage_is_meters_reporting_over_meters_expected(storage, par
     hour0, hour1 = pd.Timestamp("2026-04-01T00:00Z"), pd.Timestamp("2026-04-01T01:00Z")
     assert rows.loc[hour0, ["value", "coverage", "meters_reporting"]].tolist() == [4.0, 1.0, 2]
     assert rows.loc[hour1, ["value", "coverage", "meters_reporting"]].tolist() == [2.0, 0.5, 1]
+
+
+def test_a_config_fix_restandardises_that_meter_only_from_its_archive(storage, participant):
+    storage.write("exports/main/day1.csv", interval_export([1, 2, 3, 4, 5, 6, 7, 8]))
+    storage.write(
+        "exports/sub/a.csv", b"timestamp,value\n2026-04-01T00:00Z,10\n2026-04-01T01:00Z,12\n"
+    )
+    for meter_id in ("main", "sub"):
+        collect(storage, participant, meter_id)
+    # The export was in Wh all along: the participant fixes the unit in the XML.
+    fixed_xml = CONFIG.replace('unit="kWh" intervalMinutes', 'unit="Wh" intervalMinutes')
+    fixed = load_participant(fixed_xml.encode())
+    later = datetime(2026, 4, 3, tzinfo=UTC)
+    main = collect(storage, fixed, "main", now=later)
+    sub = collect(storage, fixed, "sub", now=later)
+    assert main.payloads_new == 0 and main.changed.value.tolist() == [0.003, 0.007, 0.011, 0.015]
+    assert sub.hours_new == 0  # its configuration did not change
+    again = collect(storage, fixed, "main", now=later)
+    assert again.hours_new == 0  # and a rerun changes nothing
