@@ -1,7 +1,8 @@
 """Aggregate meters to property-hours per data type (sum, mean, max or min, as configured).
 
 Coverage of a property-hour is meters reporting / meters expected, so an hour summed from three
-of four meters says so instead of looking like a drop in consumption.
+of four meters says so instead of looking like a drop in consumption. Submeters (part of what a
+main meter already measures) stay per meter and are left out, so nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def affected_property_hours(
         if rows.empty:
             continue
         meter = participant.meter(meter_id)
+        if meter.role == "submeter":
+            continue
         key = (meter.property_id, meter.data_type)
         hours = pd.DatetimeIndex(rows["hour_utc"])
         affected[key] = affected[key].union(hours) if key in affected else hours.unique()
@@ -50,7 +53,11 @@ def aggregate_property(
     hours: pd.DatetimeIndex,
 ) -> pd.DataFrame:
     """Property-hour rows for `hours`, from the stored readings of all its meters of the type."""
-    meters = [m for m in participant.property(property_id).meters if m.data_type == data_type]
+    meters = [
+        m
+        for m in participant.property(property_id).meters
+        if m.data_type == data_type and m.role == "main"
+    ]
     days = sorted(set(hours.strftime("%Y-%m-%d")))
     readings = pd.concat(
         [read_hours(storage, meter, days).assign(meter_id=meter.id) for meter in meters],

@@ -125,6 +125,7 @@ class Meter(Frozen):
     name: str | None = None
     credentials: str | None = None
     device_id: str | None = None
+    role: Literal["main", "submeter"] = "main"
 
     @property
     def unit(self) -> str:

@@ -219,6 +219,7 @@ def _meter(el: etree._Element, property_id: str, check) -> Meter:
         name=el.get("name"),
         credentials=credentials,
         device_id=el.get("deviceId"),
+        role=el.get("role", "main"),
     )
 
 

@@ -167,3 +167,21 @@ def test_a_config_fix_restandardises_that_meter_only_from_its_archive(storage, p
     assert sub.hours_new == 0  # its configuration did not change
     again = collect(storage, fixed, "main", now=later)
     assert again.hours_new == 0  # and a rerun changes nothing
+
+
+def test_submeters_are_kept_per_meter_but_not_added_to_the_property(storage):
+    participant = load_participant(
+        CONFIG.replace(
+            '<meter id="sub" dataType="energy">',
+            '<meter id="sub" dataType="energy" role="submeter">',
+        ).encode()
+    )
+    storage.write("exports/main/day1.csv", interval_export([1, 1, 1, 1]))
+    storage.write(
+        "exports/sub/a.csv", b"timestamp,value\n2026-04-01T00:00Z,10\n2026-04-01T01:00Z,11\n"
+    )
+    changed = {m: collect(storage, participant, m).changed for m in ("main", "sub")}
+    assert changed["sub"].value.tolist() == [1.0]  # the submeter's own hour is kept
+    rows = aggregate_changes(storage, participant, changed).set_index("hour_utc")
+    hour0 = pd.Timestamp("2026-04-01T00:00Z")
+    assert rows.loc[hour0, ["value", "meters_reporting", "meters_expected"]].tolist() == [2.0, 1, 1]

@@ -101,6 +101,7 @@ def test_dispatch_completes_and_warehouse_totals_equal_source_totals(demo):
             FROM fact_hourly f
             JOIN dim_meter d ON d.participant_id = f.participant_id
                  AND d.property_id = f.property_id AND d.data_type = f.data_type
+                 AND d.role = 'main' AND d.valid_to IS NULL
             JOIN fact_meter_hourly m ON m.participant_id = d.participant_id
                  AND m.meter_id = d.meter_id AND m.hour_utc = f.hour_utc
             WHERE f.data_type IN ('energy', 'solar')

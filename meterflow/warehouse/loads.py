@@ -48,6 +48,7 @@ def load_configuration(wh: Warehouse, participant: Participant, now: datetime) -
                 "unit": m.unit,
                 "connector_type": m.connector.type,
                 "device_id": m.device_id,
+                "role": m.role,
                 "config_fingerprint": m.fingerprint,
             }
             for m in participant.meters

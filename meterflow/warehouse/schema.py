@@ -72,7 +72,7 @@ TABLES = {
             ("participant_id", "meter_id", "valid_from"),
             "participant_id text", "meter_id text", "valid_from ts", "valid_to ts?",
             "property_id text", "name text?", "data_type text", "unit text",
-            "connector_type text", "device_id text?", "config_fingerprint text",
+            "connector_type text", "device_id text?", "role text", "config_fingerprint text",
         ),
         _table(
             "dim_calendar",
