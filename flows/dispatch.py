@@ -51,6 +51,7 @@ def dispatch(
 
     Without `start`/`end` the window is the last `lookback_hours` whole hours (UTC): hours
     already complete are skipped, so an hourly schedule also fills gaps after downtime.
+    `warehouse` is a DuckDB file path or a warehouse block, e.g. `meterflow-postgresql/prod`.
     """
     logger = get_run_logger()
     window = resolve_window(start, end, lookback_hours)
