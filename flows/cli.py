@@ -64,6 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--warehouse", default="data/warehouse.duckdb")
     report.add_argument("--out", type=Path, help="default: reports/<participant>-<from>-<to>.html")
 
+    back = commands.add_parser("backfill", help="re-collect and reload a span, resumably")
+    back.add_argument("--participant", required=True)
+    back.add_argument("--meter", action="append", dest="meters", help="repeat; default: all")
+    back.add_argument("--from", dest="start", required=True, help="UTC, e.g. 2026-03-30T00:00")
+    back.add_argument("--to", dest="end", required=True)
+    back.add_argument(
+        "--force-override",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fetch again (default) or rebuild from the raw archive only",
+    )
+    back.add_argument("--chunk-days", type=int, default=7)
+    back.add_argument("--data-root", default="data")
+    back.add_argument("--warehouse", default="data/warehouse.duckdb")
+
     dispatch = commands.add_parser("dispatch", help="run the dispatch flow once")
     dispatch.add_argument("--from", dest="start")
     dispatch.add_argument("--to", dest="end")
@@ -77,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             "standardise": _standardise,
             "demo": _demo,
             "report": _report,
+            "backfill": _backfill,
             "dispatch": _dispatch,
         }[args.command](args)
     except MeterflowError as exc:
@@ -176,9 +192,59 @@ def _report(args) -> int:
     return 0
 
 
-def _demo(args) -> int:
-    # Progress comes from the demo itself; Prefect's per-run lines would bury it.
+def _quiet_prefect() -> None:
+    """Progress comes from our own output; Prefect's per-run lines would bury it."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _backfill(args) -> int:
+    import threading
+
+    _quiet_prefect()
+
+    from rich.progress import Progress
+
+    from flows.backfill import backfill, record_for
+    from meterflow.backfill import chunks
+    from meterflow.timeutil import HourWindow
+
+    window = HourWindow.parse(args.start, args.end)
+    record = record_for(args.data_root, args.participant, args.meters, window, args.force_override)
+    total = len(chunks(window, args.chunk_days))
+    finished = threading.Event()
+    with Progress() as progress:
+        bar = progress.add_task(f"backfill {args.participant} {window}", total=total)
+
+        def follow() -> None:  # the record is the truth: it also counts chunks done earlier
+            while not finished.wait(0.5):
+                progress.update(bar, completed=len(record.done()))
+
+        watcher = threading.Thread(target=follow, daemon=True)
+        watcher.start()
+        state = backfill(
+            participant_id=args.participant,
+            start=args.start,
+            end=args.end,
+            meter_ids=args.meters,
+            force_override=args.force_override,
+            chunk_days=args.chunk_days,
+            data_root=args.data_root,
+            warehouse=args.warehouse,
+            return_state=True,
+        )
+        finished.set()
+        watcher.join()
+        progress.update(bar, completed=len(record.done()))
+    if not state.is_completed():
+        print(f"error: {state.message}", file=sys.stderr)
+        return 1
+    result = state.result()
+    print(f"backfill done: {result['done_now']} chunks now, {result['done_before']} before")
+    return 0
+
+
+def _demo(args) -> int:
+    _quiet_prefect()
     from flows.demo import run_demo
 
     return run_demo(args.data_root)

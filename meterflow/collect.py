@@ -81,6 +81,7 @@ def collect_meter(
     connector: Connector,
     window: HourWindow,
     now: datetime | None = None,
+    force_override: bool | None = None,
 ) -> CollectResult:
     """Fetch what is new for `meter`, archive it, and upsert the hours it changes.
 
@@ -88,6 +89,11 @@ def collect_meter(
     `rejected`; the rest of the meter's data still goes through. If the meter's configuration
     (or its connector's version) changed since its hours were standardised, the whole archive
     of that meter is standardised again, so a fixed unit or channel takes effect at once.
+
+    `force_override` is for explicit reruns: True fetches the window again and rewrites its
+    hours (a changed payload is archived beside the previous one, never over it); False makes
+    no source call and rewrites the window's hours from the archive; None is the dispatch's
+    normal incremental collection.
     """
     now = now or datetime.now(UTC)
     result = CollectResult(participant.id, meter.id, window)
@@ -95,7 +101,7 @@ def collect_meter(
     log = RawLog(storage, meter.id)
     spans = []
     try:
-        payloads = connector.fetch(storage, meter, window, now)
+        payloads = [] if force_override is False else connector.fetch(storage, meter, window, now)
     except SourceDeferred as exc:
         result.deferred = str(exc)
         payloads = []
@@ -120,6 +126,8 @@ def collect_meter(
     made_with = f"{meter.fingerprint}/{connector.type}-{connector.version}"
     if _ledger(storage, meter) != made_with:
         spans = [ref.span for ref in log.refs if ref.span] or spans
+    elif force_override is not None:
+        spans += [ref.span for ref in log.overlapping(window.start, window.end)]
     if spans:
         start = min(s[0] for s in spans) - REWRITE
         end = max(s[1] for s in spans) + REWRITE

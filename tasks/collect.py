@@ -27,7 +27,10 @@ def plan_participant(
 
 @task(task_run_name="collect/{participant.id}/{planned.meter_id}/{planned.window.start:%Y-%m-%d}")
 def collect_meter_window(
-    data_root: str, participant: Participant, planned: MeterWindow
+    data_root: str,
+    participant: Participant,
+    planned: MeterWindow,
+    force_override: bool | None = None,
 ) -> CollectResult:
     meter = participant.meter(planned.meter_id)
     connector = connector_for(
@@ -38,7 +41,12 @@ def collect_meter_window(
         s3_client=s3_client_for(meter) if meter.connector.type == "s3" else None,
     )
     result = collect_meter(
-        open_storage(data_root, participant.id), participant, meter, connector, planned.window
+        open_storage(data_root, participant.id),
+        participant,
+        meter,
+        connector,
+        planned.window,
+        force_override=force_override,
     )
     logger = get_run_logger()
     if result.deferred:

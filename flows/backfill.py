@@ -1,0 +1,75 @@
+"""`backfill`: re-collect and reload a participant's meters over a span, chunk by chunk.
+
+Each chunk is collected, loaded and aggregated, then recorded as done; the same backfill run
+again resumes after the last recorded chunk. `force_override` (default True) fetches again and
+rewrites; False rebuilds the hours from the raw archive without calling any source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.futures import wait
+
+from flows.naming import participant_window
+from meterflow.backfill import BackfillRecord, chunks
+from meterflow.errors import MeterflowError
+from meterflow.plan import MeterWindow
+from meterflow.timeutil import HourWindow
+from tasks.collect import collect_meter_window
+from tasks.participants import validate_participant
+from tasks.warehouse import aggregate_window, load_window
+
+
+def record_for(data_root: str, participant_id: str, meter_ids, window, force_override):
+    return BackfillRecord(
+        Path(data_root) / ".platform", participant_id, meter_ids, window, force_override
+    )
+
+
+@flow(flow_run_name=participant_window)
+def backfill(
+    participant_id: str,
+    start: str,
+    end: str,
+    meter_ids: list[str] | None = None,
+    force_override: bool = True,
+    chunk_days: int = 7,
+    data_root: str = "data",
+    warehouse: str = "data/warehouse.duckdb",
+) -> dict:
+    """Backfill [start, end) for the participant's meters (all, or `meter_ids`)."""
+    logger = get_run_logger()
+    window = HourWindow.parse(start, end)
+    participant = validate_participant(data_root, participant_id)
+    meters = (
+        [participant.meter(m).id for m in meter_ids]
+        if meter_ids
+        else [m.id for m in participant.meters]
+    )
+    record = record_for(data_root, participant_id, meter_ids, window, force_override)
+    todo = record.pending(window, chunk_days)
+    total = len(chunks(window, chunk_days))
+    if len(todo) < total:
+        logger.info("resuming: %d of %d chunks already done", total - len(todo), total)
+    for chunk in todo:
+        futures = [
+            collect_meter_window.submit(
+                data_root, participant, MeterWindow(m, chunk, len(chunk.hours())), force_override
+            )
+            for m in meters
+        ]
+        wait(futures)
+        failed = [
+            f"{m}: {f.state.message}"
+            for m, f in zip(meters, futures, strict=True)
+            if not f.state.is_completed()
+        ]
+        if failed:
+            raise MeterflowError(f"backfill chunk {chunk} failed:\n" + "\n".join(failed))
+        load_window(data_root, warehouse, participant, chunk)
+        aggregate_window(data_root, warehouse, participant, chunk)
+        record.mark(chunk)
+        logger.info("chunk %s done", chunk)
+    return {"chunks": total, "done_now": len(todo), "done_before": total - len(todo)}
