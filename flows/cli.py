@@ -152,31 +152,26 @@ def _meter_from_args(args) -> Meter:
         if not args.nmi:
             raise SystemExit("error: --format nem12 needs --nmi (and --suffix, default E1)")
         settings = Nem12Settings(path="cli/", nmi=args.nmi, suffix=args.suffix)
-        return Meter(
-            id="cli", property_id="cli", data_type=args.data_type or "energy", connector=settings
+    elif args.format == "push":
+        settings = PushSettings()
+    else:
+        if not (args.kind and args.unit):
+            raise SystemExit("error: a CSV export needs --kind and --unit (or --meter-xml)")
+        settings = CsvSettings(
+            path="cli/",
+            kind=args.kind,
+            unit=args.unit,
+            timestamp_column=args.timestamp_column,
+            timestamp_format=args.timestamp_format,
+            timezone=args.tz,
+            label=args.label,
+            value_column=args.value_column,
+            interval_minutes=args.interval_minutes,
+            register_max=args.register_max,
         )
-    if args.format == "push":
-        return Meter(
-            id="cli",
-            property_id="cli",
-            data_type=args.data_type or "energy",
-            connector=PushSettings(),
-        )
-    if not (args.kind and args.unit):
-        raise SystemExit("error: a CSV export needs --kind and --unit (or --meter-xml)")
-    settings = CsvSettings(
-        path="cli/",
-        kind=args.kind,
-        unit=args.unit,
-        timestamp_column=args.timestamp_column,
-        timestamp_format=args.timestamp_format,
-        timezone=args.tz,
-        label=args.label,
-        value_column=args.value_column,
-        interval_minutes=args.interval_minutes,
-        register_max=args.register_max,
+    data_type = args.data_type or (
+        _DATA_TYPE_OF[quantity(settings.unit)] if isinstance(settings, CsvSettings) else "energy"
     )
-    data_type = args.data_type or _DATA_TYPE_OF[quantity(args.unit)]
     return Meter(id="cli", property_id="cli", data_type=data_type, connector=settings)
 
 
