@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.futures import wait
 
+from flows.collect import Mode, collect_participant
 from flows.naming import participant_window
 from meterflow.backfill import BackfillRecord, chunks
 from meterflow.errors import MeterflowError
 from meterflow.plan import MeterWindow
+from meterflow.shards import DEFAULT_SHARD_SIZE, failures
 from meterflow.timeutil import HourWindow
-from tasks.collect import collect_meter_window
 from tasks.participants import validate_participant
 from tasks.warehouse import aggregate_window, load_window
 
@@ -38,6 +38,8 @@ def backfill(
     chunk_days: int = 7,
     data_root: str = "data",
     warehouse: str = "data/warehouse.duckdb",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    mode: Mode = "local",
 ) -> dict:
     """Backfill [start, end) for the participant's meters (all, or `meter_ids`)."""
     logger = get_run_logger()
@@ -54,18 +56,11 @@ def backfill(
     if len(todo) < total:
         logger.info("resuming: %d of %d chunks already done", total - len(todo), total)
     for chunk in todo:
-        futures = [
-            collect_meter_window.submit(
-                data_root, participant, MeterWindow(m, chunk, len(chunk.hours())), force_override
-            )
-            for m in meters
-        ]
-        wait(futures)
-        failed = [
-            f"{m}: {f.state.message}"
-            for m, f in zip(meters, futures, strict=True)
-            if not f.state.is_completed()
-        ]
+        planned = [MeterWindow(m, chunk, len(chunk.hours())) for m in meters]
+        report = collect_participant(
+            data_root, participant, planned, force_override, shard_size, mode
+        )
+        failed = failures(report.outcomes)
         if failed:
             raise MeterflowError(f"backfill chunk {chunk} failed:\n" + "\n".join(failed))
         load_window(data_root, warehouse, participant, chunk)

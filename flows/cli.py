@@ -17,6 +17,7 @@ from meterflow.collect import standardise_meter
 from meterflow.config import CsvSettings, Meter, Nem12Settings, PushSettings
 from meterflow.errors import MeterflowError
 from meterflow.participant_xml import load_participant
+from meterflow.shards import DEFAULT_SHARD_SIZE
 from meterflow.units import quantity
 
 _DATA_TYPE_OF = {
@@ -78,12 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     back.add_argument("--chunk-days", type=int, default=7)
     back.add_argument("--data-root", default="data")
     back.add_argument("--warehouse", default="data/warehouse.duckdb")
+    back.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="meters per shard")
 
     dispatch = commands.add_parser("dispatch", help="run the dispatch flow once")
     dispatch.add_argument("--from", dest="start")
     dispatch.add_argument("--to", dest="end")
     dispatch.add_argument("--data-root", default="data")
     dispatch.add_argument("--participant", action="append", dest="participants")
+    dispatch.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
 
     args = parser.parse_args(argv)
     try:
@@ -225,6 +228,7 @@ def _backfill(args) -> int:
             chunk_days=args.chunk_days,
             data_root=args.data_root,
             warehouse=args.warehouse,
+            shard_size=args.shard_size,
             return_state=True,
         )
         finished.set()
@@ -253,6 +257,7 @@ def _dispatch(args) -> int:
         end=args.end,
         data_root=args.data_root,
         participants=args.participants,
+        shard_size=args.shard_size,
         return_state=True,
     )
     return 0 if state.is_completed() else 1

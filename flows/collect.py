@@ -1,83 +1,107 @@
-"""`collect`: fetch, archive and standardise the due meter windows of one participant."""
+"""`collect` and `collect-shard`: fetch, archive and standardise meter windows, shard by shard.
+
+Planned meter windows are grouped into shards of `shard_size` meters. With `mode="local"` the
+shards run concurrently as task runs in this process; with `mode="deployments"` each shard is a
+run of the `collect-shard/on-demand` deployment on its work pool (Cloud Run in production), and
+this run waits for them all. A failed shard is reported by name; the others still count.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from typing import Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger
+from prefect.deployments import arun_deployment
 from prefect.futures import wait
 
 from flows.naming import participant_window
 from meterflow.config import Participant
 from meterflow.errors import MeterflowError
-from meterflow.timeutil import HOUR, HourWindow
-from tasks.collect import collect_meter_window, plan_participant
+from meterflow.plan import MeterWindow
+from meterflow.shards import (
+    DEFAULT_SHARD_SIZE,
+    MeterOutcome,
+    ShardReport,
+    failures,
+    shard,
+    shard_label,
+    shard_windows,
+    windows_of,
+)
+from meterflow.timeutil import HourWindow
+from tasks.collect import collect_shard as collect_shard_task
+from tasks.collect import plan_participant
 from tasks.participants import validate_participant
 
-
-@dataclass
-class MeterOutcome:
-    participant: str
-    meter: str
-    hours_new: int = 0
-    hours_cached: int = 0
-    hours_missing: int = 0
-    files_new: int = 0
-    status: str = "ok"
-    why: str = ""
-
-
-def failures(outcomes: list[MeterOutcome]) -> list[str]:
-    """`participant/meter: why` for every failed outcome."""
-    return [f"{o.participant}/{o.meter}: {o.why}" for o in outcomes if o.status == "failed"]
-
-
-@dataclass
-class Collection:
-    """What one participant's collection did, and which hours changed."""
-
-    outcomes: list[MeterOutcome] = field(default_factory=list)
-    changed: HourWindow | None = None
+SHARD_DEPLOYMENT = "collect-shard/on-demand"
+Mode = Literal["local", "deployments"]
 
 
 def collect_participant(
     data_root: str,
     participant: Participant,
-    window: HourWindow,
-    meter_ids: list[str] | None = None,
-) -> Collection:
-    """Plan and run the participant's meter windows concurrently; one failure stays alone."""
-    planned = plan_participant(data_root, participant, window)
-    if meter_ids:
-        planned = [p for p in planned if p.meter_id in meter_ids]
-    futures = [collect_meter_window.submit(data_root, participant, p) for p in planned]
+    planned: list[MeterWindow],
+    force_override: bool | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    mode: Mode = "local",
+) -> ShardReport:
+    """Collect the planned meter windows in shards, locally or as deployment runs."""
+    shards = shard(planned, shard_size)
+    labels = [shard_label(i, len(shards), s) for i, s in enumerate(shards)]
+    if mode == "deployments":
+        return asyncio.run(
+            _run_shard_deployments(data_root, participant, shards, labels, force_override)
+        )
+    futures = [
+        collect_shard_task.submit(data_root, participant, s, label, force_override)
+        for s, label in zip(shards, labels, strict=True)
+    ]
     wait(futures)
-    collection = Collection()
-    first, last = None, None
-    for plan, future in zip(planned, futures, strict=True):
-        outcome = MeterOutcome(participant.id, plan.meter_id)
+    report = ShardReport()
+    for label, future in zip(labels, futures, strict=True):
         result = future.state.result(raise_on_failure=False)
         if isinstance(result, BaseException):
-            outcome.status, outcome.why = "failed", _reason(result)
+            report.outcomes.append(MeterOutcome.failed(participant.id, label, result))
         else:
-            outcome.hours_new, outcome.files_new = result.hours_new, result.payloads_new
-            outcome.hours_cached, outcome.hours_missing = result.hours_cached, result.hours_missing
-            if result.rejected:
-                outcome.status, outcome.why = "quarantined", "; ".join(result.rejected)
-            if result.deferred:
-                outcome.status, outcome.why = "deferred", result.deferred
-            if result.hours_new:
-                hours = result.changed["hour_utc"]
-                first = min(filter(None, (first, hours.min().to_pydatetime())))
-                last = max(filter(None, (last, hours.max().to_pydatetime())))
-        collection.outcomes.append(outcome)
-    if first is not None:
-        collection.changed = HourWindow(first, last + HOUR)
-    return collection
+            report.merge(result)
+    return report
 
 
-def _reason(error: BaseException) -> str:
-    return str(error) if isinstance(error, MeterflowError) else f"{type(error).__name__}: {error}"
+async def _run_shard_deployments(
+    data_root: str,
+    participant: Participant,
+    shards: list[list[MeterWindow]],
+    labels: list[str],
+    force_override: bool | None,
+) -> ShardReport:
+    runs = await asyncio.gather(
+        *(
+            arun_deployment(
+                SHARD_DEPLOYMENT,
+                parameters={
+                    "participant_id": participant.id,
+                    "windows": shard_windows(s),
+                    "label": label,
+                    "data_root": data_root,
+                    "force_override": force_override,
+                },
+                flow_run_name=f"collect-shard/{participant.id}/{label}",
+                timeout=None,
+                poll_interval=1,
+            )
+            for s, label in zip(shards, labels, strict=True)
+        )
+    )
+    report = ShardReport()
+    for label, run in zip(labels, runs, strict=True):
+        if run.state is not None and run.state.is_completed():
+            report.merge(await run.state.aresult())
+        else:
+            state = run.state.name if run.state else "unknown"
+            why = MeterflowError(f"shard run {run.name} ended {state}: {run.state.message or ''}")
+            report.outcomes.append(MeterOutcome.failed(participant.id, label, why))
+    return report
 
 
 @flow(flow_run_name=participant_window)
@@ -87,12 +111,40 @@ def collect(
     end: str,
     data_root: str = "data",
     meter_ids: list[str] | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    mode: Mode = "local",
 ) -> dict:
     """Collect one participant's meters for [start, end) (ISO times, UTC if no offset)."""
     window = HourWindow.parse(start, end)
     participant = validate_participant(data_root, participant_id)
-    collection = collect_participant(data_root, participant, window, meter_ids)
-    failed = failures(collection.outcomes)
+    planned = plan_participant(data_root, participant, window)
+    if meter_ids:
+        planned = [p for p in planned if p.meter_id in meter_ids]
+    report = collect_participant(data_root, participant, planned, None, shard_size, mode)
+    failed = failures(report.outcomes)
     if failed:
         raise MeterflowError("meters failed:\n" + "\n".join(failed))
-    return {"changed": str(collection.changed) if collection.changed else None}
+    return {"changed": str(report.changed) if report.changed else None}
+
+
+@flow(
+    name="collect-shard",
+    flow_run_name="collect-shard/{participant_id}/{label}",
+    persist_result=True,
+)
+def collect_shard(
+    participant_id: str,
+    windows: dict[str, list[str]],
+    label: str = "shard",
+    data_root: str = "data",
+    force_override: bool | None = None,
+) -> ShardReport:
+    """Collect one shard: `windows` maps each meter id to its [start, end) (ISO, UTC).
+
+    The dispatcher runs this deployment once per shard in `mode="deployments"`; its result (a
+    summary per meter) is persisted so that the dispatcher can load what changed.
+    """
+    participant = validate_participant(data_root, participant_id)
+    report = collect_shard_task(data_root, participant, windows_of(windows), label, force_override)
+    get_run_logger().info("%s: %d meters collected", label, len(report.outcomes))
+    return report

@@ -13,10 +13,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.collect import Collection, MeterOutcome, collect_participant, failures
+from flows.collect import Mode, collect_participant
 from meterflow.errors import MeterflowError
 from meterflow.participants import list_participants
+from meterflow.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.timeutil import HourWindow, floor_hour
+from tasks.collect import plan_participant
 from tasks.participants import validate_participant
 from tasks.warehouse import aggregate_window, load_window, report_window
 
@@ -46,12 +48,17 @@ def dispatch(
     warehouse: str = "data/warehouse.duckdb",
     participants: list[str] | None = None,
     lookback_hours: int = 24,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    mode: Mode = "local",
 ) -> list[dict]:
     """Run every participant's collection, load and aggregation for the window.
 
     Without `start`/`end` the window is the last `lookback_hours` whole hours (UTC): hours
     already complete are skipped, so an hourly schedule also fills gaps after downtime.
     `warehouse` is a DuckDB file path or a warehouse block, e.g. `meterflow-postgresql/prod`.
+    Collection runs in shards of `shard_size` meters: concurrently in this process
+    (`mode="local"`), or as runs of the `collect-shard/on-demand` deployment
+    (`mode="deployments"`) on its work pool.
     """
     logger = get_run_logger()
     window = resolve_window(start, end, lookback_hours)
@@ -63,9 +70,12 @@ def dispatch(
             participant = validate_participant(data_root, participant_id)
         except MeterflowError as exc:
             logger.error("participant %s skipped: %s", participant_id, exc)
-            outcomes.append(MeterOutcome(participant_id, "*", status="failed", why=str(exc)))
+            outcomes.append(MeterOutcome.failed(participant_id, "*", exc))
             continue
-        collection: Collection = collect_participant(data_root, participant, window)
+        planned = plan_participant(data_root, participant, window)
+        collection = collect_participant(
+            data_root, participant, planned, shard_size=shard_size, mode=mode
+        )
         outcomes.extend(collection.outcomes)
         if collection.changed:
             try:

@@ -6,6 +6,7 @@ The connector is passed in (connectors depend on the core, never the reverse). A
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,6 +75,20 @@ def complete_hours(storage: Storage, meter: Meter, window: HourWindow) -> pd.Dat
     return window.hours().intersection(pd.DatetimeIndex(done))
 
 
+def made_with(meter: Meter, connector: Connector) -> str:
+    """What a meter's hours are standardised with: its configuration and connector version."""
+    return f"{meter.fingerprint}/{connector.type}-{connector.version}"
+
+
+def window_key(
+    participant: Participant, meter: Meter, connector: Connector, window: HourWindow
+) -> str:
+    """The cache key of a meter window: participant, meter, span, configuration, connector."""
+    asked = json.dumps([participant.id, meter.id, str(window), made_with(meter, connector)])
+    return hashlib.sha256(asked.encode()).hexdigest()[:16]
+    return hashlib.sha256(asked).hexdigest()[:16]
+
+
 def collect_meter(
     storage: Storage,
     participant: Participant,
@@ -92,12 +107,19 @@ def collect_meter(
 
     `force_override` is for explicit reruns: True fetches the window again and rewrites its
     hours (a changed payload is archived beside the previous one, never over it); False makes
-    no source call and rewrites the window's hours from the archive; None is the dispatch's
-    normal incremental collection.
+    no source call and rebuilds the window's hours from the archive, unless they are all
+    complete and were made with the current configuration (then it does nothing at all); None is
+    the dispatch's normal incremental collection.
     """
     now = now or datetime.now(UTC)
     result = CollectResult(participant.id, meter.id, window)
     result.hours_cached = len(complete_hours(storage, meter, window))
+    current = made_with(meter, connector)
+    finished = result.hours_cached == len(window.hours()) and _ledger(storage, meter) == current
+    if force_override is False and finished:
+        return result
+    origin = "archive" if force_override is False else "source"
+    fetch = f"{origin}@{now:%Y-%m-%dT%H:%M:%SZ}/{window_key(participant, meter, connector, window)}"
     log = RawLog(storage, meter.id)
     spans = []
     try:
@@ -123,8 +145,7 @@ def collect_meter(
         result.payloads_new += 1
         if span:
             spans.append(span)
-    made_with = f"{meter.fingerprint}/{connector.type}-{connector.version}"
-    if _ledger(storage, meter) != made_with:
+    if _ledger(storage, meter) != current:
         spans = [ref.span for ref in log.refs if ref.span] or spans
     elif force_override is not None:
         spans += [ref.span for ref in log.overlapping(window.start, window.end)]
@@ -135,9 +156,9 @@ def collect_meter(
             storage, log, meter, connector, start - CONTEXT, end + CONTEXT
         )
         inside = (hourly["hour_utc"] >= start) & (hourly["hour_utc"] < end)
-        result.changed = upsert_hours(storage, meter, hourly[inside])
+        result.changed = upsert_hours(storage, meter, hourly[inside], fetch, current)
     if spans or not log.refs:
-        storage.write(_ledger_key(meter), json.dumps({"made_with": made_with}).encode())
+        storage.write(_ledger_key(meter), json.dumps({"made_with": current}).encode())
     result.hours_missing = len(window.hours()) - len(complete_hours(storage, meter, window))
     return result
 

@@ -2,6 +2,10 @@
 
 Writes are upserts on the hour: a day file is rewritten only when a row actually changed, and
 the changed rows are returned so that aggregation and loading redo exactly those hours.
+
+Each stored hour also keeps its provenance, the meter-hour ledger: `fetch` (which collection
+wrote it, and from which window key) and `made_with` (the meter configuration and connector
+version it was standardised with). Provenance alone never counts as a change.
 """
 
 from __future__ import annotations
@@ -20,29 +24,48 @@ def standardised_key(meter: Meter, day: str) -> str:
     return f"standardised/{meter.data_type}/{meter.id}/{day}.parquet"
 
 
+PROVENANCE_COLUMNS = ["fetch", "made_with"]
+
+
 def read_hours(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame:
     """The meter's stored hourly readings for the given UTC days."""
+    return _read(storage, meter, days)[HOURLY_COLUMNS]
+
+
+def read_ledger(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame:
+    """The meter's stored hours with their provenance: which fetch, which configuration."""
+    return _read(storage, meter, days)
+
+
+def _read(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame:
     frames = [
         pd.read_parquet(io.BytesIO(storage.read(key)))
         for key in (standardised_key(meter, day) for day in days)
         if storage.exists(key)
     ]
     if not frames:
-        return empty_hourly()
-    return pd.concat(frames, ignore_index=True)[HOURLY_COLUMNS]
+        return empty_hourly().assign(fetch=pd.Series([], dtype="str"), made_with="")
+    # Files written before provenance was kept read with it empty.
+    return pd.concat(frames, ignore_index=True).reindex(columns=HOURLY_COLUMNS + PROVENANCE_COLUMNS)
 
 
-def upsert_hours(storage: Storage, meter: Meter, hourly: pd.DataFrame) -> pd.DataFrame:
-    """Merge `hourly` into the day files; return the rows that are new or different."""
+def upsert_hours(
+    storage: Storage, meter: Meter, hourly: pd.DataFrame, fetch: str, made_with: str
+) -> pd.DataFrame:
+    """Merge `hourly` into the day files; return the rows that are new or different.
+
+    Rewritten rows take `fetch` and `made_with` as their provenance.
+    """
     changed = []
     days = hourly["hour_utc"].dt.strftime("%Y-%m-%d")
     for day, rows in hourly.groupby(days, sort=True):
-        existing = read_hours(storage, meter, [day])
+        existing = _read(storage, meter, [day])
         fresh = _changed_rows(existing, rows)
         if fresh.empty:
             continue
-        merged = pd.concat([existing[~existing["hour_utc"].isin(fresh["hour_utc"])], fresh])
-        merged = merged.sort_values("hour_utc").reset_index(drop=True)[HOURLY_COLUMNS]
+        stamped = fresh.assign(fetch=fetch, made_with=made_with)
+        merged = pd.concat([existing[~existing["hour_utc"].isin(fresh["hour_utc"])], stamped])
+        merged = merged.sort_values("hour_utc").reset_index(drop=True)
         buffer = io.BytesIO()
         merged.to_parquet(buffer, index=False)
         storage.write(standardised_key(meter, day), buffer.getvalue())

@@ -1,4 +1,4 @@
-"""Plan and collect meter windows: one task run per meter window, never per meter-hour."""
+"""Plan and collect meter windows: one task run per shard of meters, never per meter-hour."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from prefect import get_run_logger, task
 
 from blocks import access_for, s3_client_for
 from connectors import CONNECTOR_TYPES, connector_for
-from meterflow.collect import CollectResult, collect_meter
+from meterflow.collect import collect_meter
 from meterflow.config import Participant
 from meterflow.participants import open_storage
 from meterflow.plan import MeterWindow, plan_meters
+from meterflow.shards import MeterOutcome, ShardReport
 from meterflow.timeutil import HourWindow
 
 
@@ -25,40 +26,55 @@ def plan_participant(
     )
 
 
-@task(task_run_name="collect/{participant.id}/{planned.meter_id}/{planned.window.start:%Y-%m-%d}")
-def collect_meter_window(
+@task(task_run_name="collect/{participant.id}/{label}")
+def collect_shard(
     data_root: str,
     participant: Participant,
-    planned: MeterWindow,
+    planned: list[MeterWindow],
+    label: str,
     force_override: bool | None = None,
-) -> CollectResult:
-    meter = participant.meter(planned.meter_id)
-    connector = connector_for(
-        meter,
-        participant.id,
-        access_for(meter),
-        state_dir=Path(data_root) / ".platform",
-        s3_client=s3_client_for(meter) if meter.connector.type == "s3" else None,
-    )
-    result = collect_meter(
-        open_storage(data_root, participant.id),
-        participant,
-        meter,
-        connector,
-        planned.window,
-        force_override=force_override,
-    )
+) -> ShardReport:
+    """Collect a shard's meter windows one after another; a failing meter fails alone.
+
+    Only a summary per meter goes back to the caller, so memory is bounded by the shard.
+    """
     logger = get_run_logger()
-    if result.deferred:
-        logger.warning("deferred: %s", result.deferred)
-    for reason in result.rejected:
-        logger.warning("quarantined: %s", reason)
+    storage = open_storage(data_root, participant.id)
+    report = ShardReport()
+    for meter_window in planned:
+        meter = participant.meter(meter_window.meter_id)
+        try:
+            connector = connector_for(
+                meter,
+                participant.id,
+                access_for(meter),
+                state_dir=Path(data_root) / ".platform",
+                s3_client=s3_client_for(meter) if meter.connector.type == "s3" else None,
+            )
+            result = collect_meter(
+                storage,
+                participant,
+                meter,
+                connector,
+                meter_window.window,
+                force_override=force_override,
+            )
+        except Exception as exc:  # one meter's broken source or config never stops its shard
+            outcome = MeterOutcome.failed(participant.id, meter.id, exc)
+            logger.error("%s/%s failed: %s", participant.id, meter.id, outcome.why)
+            report.outcomes.append(outcome)
+            continue
+        report.add(result)
+        if result.deferred:
+            logger.warning("%s: deferred: %s", meter.id, result.deferred)
+        for reason in result.rejected:
+            logger.warning("%s: quarantined: %s", meter.id, reason)
     logger.info(
-        "%s/%s: %d new payloads, %d hours changed, %d missing",
+        "%s/%s: %d meters, %d hours changed, %d missing",
         participant.id,
-        meter.id,
-        result.payloads_new,
-        result.hours_new,
-        result.hours_missing,
+        label,
+        len(planned),
+        sum(o.hours_new for o in report.outcomes),
+        sum(o.hours_missing for o in report.outcomes),
     )
-    return result
+    return report

@@ -10,8 +10,8 @@ import pytest
 
 from connectors import connector_for
 from meterflow.aggregate import aggregate_changes
-from meterflow.collect import collect_meter
-from meterflow.hourly_store import read_hours
+from meterflow.collect import collect_meter, window_key
+from meterflow.hourly_store import read_hours, read_ledger
 from meterflow.participant_xml import load_participant
 from meterflow.timeutil import HourWindow
 
@@ -167,6 +167,39 @@ def test_a_config_fix_restandardises_that_meter_only_from_its_archive(storage, p
     assert sub.hours_new == 0  # its configuration did not change
     again = collect(storage, fixed, "main", now=later)
     assert again.hours_new == 0  # and a rerun changes nothing
+
+
+def test_every_stored_hour_says_which_fetch_and_configuration_made_it(storage, participant):
+    storage.write("exports/main/day1.csv", interval_export([1, 2, 3, 4, 5, 6, 7, 8]))
+    collect(storage, participant, "main")
+    main = participant.meter("main")
+    connector = connector_for(main, participant.id)
+    key = window_key(participant, main, connector, WINDOW)
+    ledger = read_ledger(storage, main, WINDOW.days())
+    assert set(ledger["fetch"]) == {f"source@2026-04-02T00:00:00Z/{key}"}
+    assert set(ledger["made_with"]) == {f"{main.fingerprint}/csv-{connector.version}"}
+    # A later correction of one half-hour re-stamps only the hour it changed.
+    storage.write("exports/main/day1-fix.csv", interval_export([1, 2, 3, 4, 5, 9, 7, 8]))
+    collect(storage, participant, "main", now=datetime(2026, 4, 3, tzinfo=UTC))
+    fetches = read_ledger(storage, main, WINDOW.days())["fetch"].str.split("/").str[0].tolist()
+    assert fetches == ["source@2026-04-02T00:00:00Z"] * 2 + [
+        "source@2026-04-03T00:00:00Z",
+        fetches[0],
+    ]
+
+
+def test_force_override_false_on_a_finished_window_reads_and_writes_nothing(storage, participant):
+    storage.write("exports/main/day1.csv", interval_export([1, 2, 3, 4, 5, 6, 7, 8]))
+    collect(storage, participant, "main")
+    before = {k: storage.read(k) for k in storage.list()}
+    storage.write("exports/main/late.csv", interval_export([9] * 8))  # not looked at
+    main = participant.meter("main")
+    again = collect_meter(
+        storage, participant, main, connector_for(main, participant.id), WINDOW, NOW, False
+    )
+    assert (again.payloads_new, again.hours_new, again.hours_cached) == (0, 0, 4)
+    storage.delete("exports/main/late.csv")
+    assert {k: storage.read(k) for k in storage.list()} == before
 
 
 def test_submeters_are_kept_per_meter_but_not_added_to_the_property(storage):

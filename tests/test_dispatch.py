@@ -24,6 +24,7 @@ from prefect.client.schemas.filters import (
 from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
 from flows.dispatch import dispatch
 from meterflow import demo_data
+from meterflow.participants import open_storage, read_configuration
 from meterflow.timeutil import HourWindow
 
 METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
@@ -42,12 +43,16 @@ ENERGY_METERS = [
 ]
 
 
+SHARD_SIZE = 4
+
+
 def run(data_root, warehouse):
     return dispatch(
         start=WINDOW.start.isoformat(),
         end=WINDOW.end.isoformat(),
         data_root=str(data_root),
         warehouse=str(warehouse),
+        shard_size=SHARD_SIZE,
         return_state=True,
     )
 
@@ -148,7 +153,7 @@ def test_rerun_changes_no_row(demo):
 
 
 def test_dispatch_names_its_run_and_leaves_a_summary_artifact(demo):
-    _, _, _, state = demo
+    data_root, _, _, state = demo
     with get_client(sync_client=True) as client:
         (flow_run,) = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
@@ -165,7 +170,11 @@ def test_dispatch_names_its_run_and_leaves_a_summary_artifact(demo):
             )
         }
     assert flow_run.name == "dispatch/2026-04-03T00Z..2026-04-07T00Z"
-    assert "collect/acme/syd-hq-main/2026-04-03" in task_names
+    acme = read_configuration(open_storage(str(data_root), "acme"))
+    shards = sorted(n for n in task_names if n.startswith("collect/acme/"))
+    assert len(shards) == -(-len(acme.meters) // SHARD_SIZE)  # every meter, SHARD_SIZE a run
+    first, last = acme.meters[0].id, acme.meters[SHARD_SIZE - 1].id
+    assert shards[0] == f"collect/acme/shard-1-of-{len(shards)} ({first}..{last})"
     (artifact,) = [a for a in artifacts if a.key == "dispatch-summary"]
     table = artifact.data if isinstance(artifact.data, list) else json.loads(artifact.data)
     by_meter = {row["meter"]: row for row in table}

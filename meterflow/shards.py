@@ -1,0 +1,111 @@
+"""Collection in shards: planned meter windows grouped so that one unit of work (a task run
+locally, a flow run on a worker in production) covers many meters, never one meter-hour.
+
+A shard reports back only a summary per meter and the span of hours it changed, so the memory a
+dispatch holds is bounded by the shard size, not by the number of meters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from meterflow.collect import CollectResult
+from meterflow.errors import MeterflowError
+from meterflow.plan import MeterWindow
+from meterflow.timeutil import HOUR, HourWindow
+
+DEFAULT_SHARD_SIZE = 50
+
+
+@dataclass
+class MeterOutcome:
+    """One meter's line in the dispatch summary."""
+
+    participant: str
+    meter: str
+    hours_new: int = 0
+    hours_cached: int = 0
+    hours_missing: int = 0
+    files_new: int = 0
+    status: str = "ok"
+    why: str = ""
+
+    @classmethod
+    def of(cls, result: CollectResult) -> MeterOutcome:
+        outcome = cls(
+            result.participant,
+            result.meter,
+            hours_new=result.hours_new,
+            hours_cached=result.hours_cached,
+            hours_missing=result.hours_missing,
+            files_new=result.payloads_new,
+        )
+        if result.rejected:
+            outcome.status, outcome.why = "quarantined", "; ".join(result.rejected)
+        if result.deferred:
+            outcome.status, outcome.why = "deferred", result.deferred
+        return outcome
+
+    @classmethod
+    def failed(cls, participant: str, meter: str, error: BaseException) -> MeterOutcome:
+        known = isinstance(error, MeterflowError)
+        why = str(error) if known else f"{type(error).__name__}: {error}"
+        return cls(participant, meter, status="failed", why=why)
+
+
+def failures(outcomes: list[MeterOutcome]) -> list[str]:
+    """`participant/meter: why` for every failed outcome."""
+    return [f"{o.participant}/{o.meter}: {o.why}" for o in outcomes if o.status == "failed"]
+
+
+@dataclass
+class ShardReport:
+    """What collecting some meters did, and the span of hours it changed."""
+
+    outcomes: list[MeterOutcome] = field(default_factory=list)
+    changed: HourWindow | None = None
+
+    def add(self, result: CollectResult) -> None:
+        self.outcomes.append(MeterOutcome.of(result))
+        if result.hours_new:
+            hours = result.changed["hour_utc"]
+            self.widen(HourWindow(hours.min().to_pydatetime(), hours.max().to_pydatetime() + HOUR))
+
+    def widen(self, window: HourWindow | None) -> None:
+        if window is None:
+            return
+        if self.changed is None:
+            self.changed = window
+        else:
+            start = min(self.changed.start, window.start)
+            self.changed = HourWindow(start, max(self.changed.end, window.end))
+
+    def merge(self, other: ShardReport) -> None:
+        self.outcomes.extend(other.outcomes)
+        self.widen(other.changed)
+
+
+def shard(planned: list[MeterWindow], size: int) -> list[list[MeterWindow]]:
+    """Consecutive groups of at most `size` meter windows."""
+    if size < 1:
+        raise MeterflowError(f"shard size must be at least 1, got {size}")
+    return [planned[i : i + size] for i in range(0, len(planned), size)]
+
+
+def shard_label(index: int, count: int, meters: list[MeterWindow]) -> str:
+    """`shard-2-of-5 (meter-a..meter-z)`: where a shard sits and which meters it holds."""
+    return f"shard-{index + 1}-of-{count} ({meters[0].meter_id}..{meters[-1].meter_id})"
+
+
+def shard_windows(meters: list[MeterWindow]) -> dict[str, list[str]]:
+    """A shard as deployment parameters: meter id -> [start, end] in ISO UTC."""
+    return {m.meter_id: [m.window.start.isoformat(), m.window.end.isoformat()] for m in meters}
+
+
+def windows_of(windows: dict[str, list[str]]) -> list[MeterWindow]:
+    """The shard back from its deployment parameters."""
+    planned = []
+    for meter_id, (start, end) in windows.items():
+        window = HourWindow.parse(start, end)
+        planned.append(MeterWindow(meter_id, window, len(window.hours())))
+    return planned
