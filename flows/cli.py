@@ -193,6 +193,8 @@ def _report(args) -> int:
 def _quiet_prefect() -> None:
     """Progress comes from our own output; Prefect's per-run lines would bury it."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The temporary server cancels its event flush when it stops and logs that as an error.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 
 def _backfill(args) -> int:

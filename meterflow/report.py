@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import io
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from meterflow.timeutil import HOUR, HourWindow
 from meterflow.warehouse.backend import Warehouse
 
 PALETTE = ["#1f6f8b", "#e07a5f", "#81b29a", "#f2cc8f", "#3d405b", "#9c6644"]
@@ -323,3 +324,12 @@ def _completeness_chart(completeness: pd.DataFrame) -> str:
     )
     fig.colorbar(image, ax=ax, fraction=0.025, format=matplotlib.ticker.PercentFormatter(1.0))
     return _svg(fig)
+
+
+def write_latest_report(
+    wh: Warehouse, participant_id: str, window: HourWindow, reports_dir: Path
+) -> Path:
+    """`<participant>-latest.html`: the report for the dates the window touches."""
+    first, after = window.start.date(), (window.end - HOUR).date() + timedelta(days=1)
+    out = reports_dir / f"{participant_id}-latest.html"
+    return write_report(wh, participant_id, first, after, out)

@@ -6,10 +6,13 @@ from datetime import datetime
 
 import pandas as pd
 
-from meterflow.aggregate import PROPERTY_COLUMNS
+from meterflow.aggregate import PROPERTY_COLUMNS, aggregate_changes
 from meterflow.calendar import calendar_rows
 from meterflow.config import Participant
 from meterflow.emission_factors import read_factors, refuse_silent_changes
+from meterflow.hourly_store import read_hours
+from meterflow.storage import Storage
+from meterflow.timeutil import HourWindow
 from meterflow.warehouse.backend import LoadCounts, Warehouse, prepare
 from meterflow.warehouse.schema import TABLES
 
@@ -134,3 +137,36 @@ def load_emission_factors(wh: Warehouse) -> LoadCounts:
     stored = wh.query(f"SELECT * FROM {wh.table('dim_emission_factor')}")
     refuse_silent_changes(factors, stored)
     return wh.upsert("dim_emission_factor", factors[TABLES["dim_emission_factor"].column_names])
+
+
+def window_rows(storage: Storage, participant: Participant, window: HourWindow) -> dict:
+    """Each meter's stored hourly rows inside the window."""
+    rows = {}
+    for meter in participant.meters:
+        hours = read_hours(storage, meter, window.days())
+        inside = (hours["hour_utc"] >= window.start) & (hours["hour_utc"] < window.end)
+        rows[meter.id] = hours[inside]
+    return rows
+
+
+def load_window(
+    wh: Warehouse, storage: Storage, participant: Participant, window: HourWindow, now: datetime
+) -> LoadCounts:
+    """Configuration (with history), emission factors, the local calendar and the meter-hours
+    of the window."""
+    wh.prepare()
+    return (
+        load_configuration(wh, participant, now)
+        + load_emission_factors(wh)
+        + load_calendar(wh, participant, window.hours())
+        + load_meter_hours(wh, participant, window_rows(storage, participant, window))
+    )
+
+
+def aggregate_window(
+    wh: Warehouse, storage: Storage, participant: Participant, window: HourWindow
+) -> LoadCounts:
+    """Recompute and upsert the property-hours of the window for every data type."""
+    rows = aggregate_changes(storage, participant, window_rows(storage, participant, window))
+    wh.prepare()
+    return load_property_hours(wh, participant.id, rows)

@@ -1,0 +1,88 @@
+"""Backfill throughput, three ways side by side: (a) the domain code bare, (b) Meterflow's flows
+(dispatch: shards as task runs), (c) the naive Prefect design of one task run per meter-hour.
+
+    .venv/bin/python -m bench.backfill --meters 1000 --days 7 --naive-meters 4 --naive-days 1
+
+(c) runs on a small fleet and is compared per meter-hour. Prints seconds, meter-hours/s, b/a and
+b/c (seconds per meter-hour). Targets: b/a <= 1.15, b/c <= 0.05.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench.fleet import make_fleet, print_table, quiet_prefect, run_bare, timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--naive-meters", type=int, default=4)
+    parser.add_argument("--naive-days", type=int, default=1)
+    parser.add_argument("--shard-size", type=int, default=50)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mf-bench-"))
+    quiet_prefect(work / "prefect")
+    from prefect.testing.utilities import prefect_test_harness  # after PREFECT_HOME is set
+
+    from bench.naive import naive_dispatch
+    from flows.dispatch import dispatch
+
+    window = make_fleet(work / "a", args.meters, args.days)
+    shutil.copytree(work / "a", work / "b")
+    small = make_fleet(work / "c", args.naive_meters, args.naive_days)
+    rows = []
+    try:
+        seconds_a = timed(lambda: run_bare(work / "a", work / "a.duckdb", window))
+        with prefect_test_harness(server_startup_timeout=90):
+            seconds_b = timed(
+                lambda: dispatch(
+                    start=window.start.isoformat(),
+                    end=window.end.isoformat(),
+                    data_root=str(work / "b"),
+                    warehouse=str(work / "b.duckdb"),
+                    shard_size=args.shard_size,
+                )
+            )
+            seconds_c = timed(
+                lambda: naive_dispatch(str(work / "c"), str(work / "c.duckdb"), small)
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    hours = args.meters * len(window.hours())
+    small_hours = args.naive_meters * len(small.hours())
+    for name, meters, days, mh, seconds in (
+        ("a bare domain code", args.meters, args.days, hours, seconds_a),
+        (f"b flows (shards of {args.shard_size})", args.meters, args.days, hours, seconds_b),
+        (
+            "c naive: task per meter-hour",
+            args.naive_meters,
+            args.naive_days,
+            small_hours,
+            seconds_c,
+        ),
+    ):
+        rows.append([name, meters, days, mh, f"{seconds:.1f}", f"{mh / seconds:,.0f}"])
+    print_table(
+        "backfill: collect, standardise, aggregate, load DuckDB",
+        ["run", "meters", "days", "meter-hours", "seconds", "meter-hours/s"],
+        rows,
+    )
+    per_hour = {
+        k: s / h
+        for k, s, h in (
+            ("a", seconds_a, hours),
+            ("b", seconds_b, hours),
+            ("c", seconds_c, small_hours),
+        )
+    }
+    print(f"\nb/a = {per_hour['b'] / per_hour['a']:.3f}  (target <= 1.15)")
+    print(f"b/c = {per_hour['b'] / per_hour['c']:.4f}  (target <= 0.05, per meter-hour)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""What the benchmarks share: a synthetic fleet of CSV meters, the bare pipeline, and a table.
+
+The fleet is participants of up to 100 meters, each meter with one CSV export of 5-minute
+energy per UTC day (the shape of a Wattwatchers or logger export). Same seed, same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from connectors import CONNECTOR_TYPES, connector_for
+from meterflow.collect import collect_meter
+from meterflow.participants import list_participants, open_storage, read_configuration
+from meterflow.plan import plan_meters
+from meterflow.report import write_latest_report
+from meterflow.shards import ShardReport
+from meterflow.storage import CONFIG_KEY
+from meterflow.timeutil import HourWindow
+from meterflow.warehouse import DuckDBWarehouse
+from meterflow.warehouse.loads import aggregate_window, load_window
+
+START = datetime(2026, 4, 1, tzinfo=UTC)
+PER_PARTICIPANT = 100
+PARTICIPANT = """<participant id="{pid}" name="Fleet {pid}">
+  <properties>
+    <property id="{pid}-site" name="Site" timezone="Australia/Sydney" country="AU" floorArea="1000">
+{meters}
+    </property>
+  </properties>
+</participant>"""
+METER = """      <meter id="{id}" dataType="energy">
+        <csv path="exports/{id}/" kind="interval" unit="kWh" intervalMinutes="5"/>
+      </meter>"""
+
+
+def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWindow:
+    """Write `meters` CSV meters with `days` daily exports; return the window they cover."""
+    rng = np.random.default_rng(seed)
+    for first in range(0, meters, PER_PARTICIPANT):
+        pid = f"p{first // PER_PARTICIPANT:03d}"
+        ids = [f"{pid}-m{i:03d}" for i in range(min(PER_PARTICIPANT, meters - first))]
+        storage = open_storage(data_root, pid)
+        body = PARTICIPANT.format(pid=pid, meters="\n".join(METER.format(id=m) for m in ids))
+        storage.write(CONFIG_KEY, body.encode())
+        for day in range(days):
+            stamps = pd.date_range(START + timedelta(days=day), periods=288, freq="5min")
+            column = np.array(stamps.strftime("%Y-%m-%dT%H:%M:%SZ"), dtype=object)
+            for meter in ids:
+                values = np.round(rng.gamma(2.0, 0.05, 288), 4).astype(str)
+                lines = "\n".join(column + "," + values)
+                key = f"exports/{meter}/{stamps[0]:%Y-%m-%d}.csv"
+                storage.write(key, f"timestamp,value\n{lines}\n".encode())
+    return HourWindow(START, START + timedelta(days=days))
+
+
+def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
+    """Meterflow's domain code with no Prefect: what the dispatch flow orchestrates."""
+    for pid in list_participants(data_root):
+        storage = open_storage(data_root, pid)
+        participant = read_configuration(storage)
+        planned = plan_meters(
+            storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type]
+        )
+        report = ShardReport()
+        for meter_window in planned:
+            meter = participant.meter(meter_window.meter_id)
+            connector = connector_for(meter, pid)
+            report.add(collect_meter(storage, participant, meter, connector, meter_window.window))
+        if report.changed:
+            with DuckDBWarehouse(warehouse) as wh:
+                load_window(wh, storage, participant, report.changed, datetime.now(UTC))
+                aggregate_window(wh, storage, participant, report.changed)
+                write_latest_report(wh, pid, window, data_root / "reports")
+
+
+def timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def quiet_prefect(home: Path) -> None:
+    """A private Prefect home for the benchmark. Runs still log INFO to the API, as in use;
+    only the console is kept to warnings so that the table stays readable."""
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    # The temporary server cancels its event flush when it stops and logs that as an error.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+
+
+def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    print(f"\n{title}  (cores: {os.cpu_count()})")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")

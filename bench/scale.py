@@ -1,0 +1,96 @@
+"""Scale: 100 -> 1,000 -> 10,000 CSV meters x 1 day of 5-minute data through the dispatch flow,
+each size in its own process: meter-hours/s and that process's peak RSS.
+
+    .venv/bin/python -m bench.scale --sizes 100 1000 10000
+
+Targets: meter-hours/s at the largest size within 20 % of the smallest; peak RSS <= 1 GiB. The
+Prefect API server runs in its own process (not counted) as it would in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.fleet import make_fleet, peak_rss_mib, print_table, quiet_prefect, timed
+
+
+def one(meters: int, days: int, shard_size: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="mf-scale-"))
+    quiet_prefect(work / "prefect")
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.dispatch import dispatch
+
+    try:
+        window = make_fleet(work / "data", meters, days)
+        with prefect_test_harness(server_startup_timeout=90):
+            seconds = timed(
+                lambda: dispatch(
+                    start=window.start.isoformat(),
+                    end=window.end.isoformat(),
+                    data_root=str(work / "data"),
+                    warehouse=str(work / "warehouse.duckdb"),
+                    shard_size=shard_size,
+                )
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    hours = meters * len(window.hours())
+    return {"meters": meters, "meter_hours": hours, "seconds": seconds, "rss": peak_rss_mib()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--days", type=int, default=1)
+    parser.add_argument("--shard-size", type=int, default=50)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one, args.days, args.shard_size)))
+        return
+    results = []
+    for size in args.sizes:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.scale",
+                "--one",
+                str(size),
+                "--days",
+                str(args.days),
+                "--shard-size",
+                str(args.shard_size),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = results[0]["meter_hours"] / results[0]["seconds"]
+    print_table(
+        f"scale: meters x {args.days} day(s) through dispatch (shards of {args.shard_size})",
+        ["meters", "meter-hours", "seconds", "meter-hours/s", "vs smallest", "peak RSS MiB"],
+        [
+            [
+                r["meters"],
+                r["meter_hours"],
+                f"{r['seconds']:.1f}",
+                f"{r['meter_hours'] / r['seconds']:,.0f}",
+                f"{r['meter_hours'] / r['seconds'] / base:.2f}",
+                f"{r['rss']:.0f}",
+            ]
+            for r in results
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
