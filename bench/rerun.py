@@ -43,14 +43,15 @@ def device(n: int) -> str:
 
 
 def snapshot(data_root: Path, warehouse: Path) -> tuple[set, dict]:
-    """Every warehouse row, and a digest of every stored file."""
+    """Every warehouse row, and a digest of every stored file (the warehouse file itself, the
+    platform's run state and reports aside: rows are compared one by one instead)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
         rows = {(t, *r) for t in tables for r in con.execute(f"SELECT * FROM {t}").fetchall()}
     files = {
         str(p.relative_to(data_root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in data_root.rglob("*")
-        if p.is_file() and ".platform" not in p.parts and "reports" not in p.parts
+        if p.is_file() and p != warehouse and not {".platform", "reports"} & set(p.parts)
     }
     return rows, files
 

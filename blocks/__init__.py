@@ -5,6 +5,7 @@ Register them with `prefect block register -m blocks`. S3 meters use prefect-aws
 """
 
 from blocks.credentials import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
+from blocks.guardian import GuardianPolicy, load_policy
 from blocks.resolve import access_for, s3_client_for
 from blocks.warehouse import (
     BigQueryWarehouseBlock,
@@ -16,11 +17,13 @@ from blocks.warehouse import (
 __all__ = [
     "BigQueryWarehouseBlock",
     "DuckDBWarehouseBlock",
+    "GuardianPolicy",
     "OpenMeteoSource",
     "PostgresWarehouseBlock",
     "SolcastCredentials",
     "WattwatchersCredentials",
     "access_for",
+    "load_policy",
     "open_warehouse",
     "s3_client_for",
 ]

@@ -30,6 +30,14 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    body: bytes = b""
+
+    def json(self) -> Any:
+        """The JSON body, or ApiError 400 if it is not JSON."""
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError:
+            raise ApiError(400, "Body is not valid JSON") from None
 
     def header(self, name: str) -> str | None:
         """Header lookup ignoring case, as HTTP does."""
@@ -102,6 +110,7 @@ class Emulator:
     """A small HTTP API on 127.0.0.1 (random port), served from a daemon thread."""
 
     fault_messages: ClassVar[dict[int, str]] = {}
+    methods: ClassVar[frozenset[str]] = frozenset({"GET"})
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -184,7 +193,7 @@ class Emulator:
             if fault.status != 200:
                 return Response(fault.status, self._fault_body(fault), self._fault_headers(fault))
         try:
-            if request.method != "GET":
+            if request.method not in self.methods:
                 raise ApiError(405, "Method not allowed")
             response = self.handle(request)
         except ApiError as error:
@@ -226,7 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         headers = dict(self.headers.items())
-        request = RecordedRequest(self.command, unquote(url.path), query, headers)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = RecordedRequest(self.command, unquote(url.path), query, headers, body)
         self._send(self.server.emulator.serve(request))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch

@@ -6,6 +6,8 @@ the demo saves the blocks that point the example participants' meters at them.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,7 +18,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from blocks import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
+from blocks import GuardianPolicy, OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
+from emulators.guardian import GuardianEmulator
 from emulators.openmeteo import OpenMeteoEmulator
 from emulators.solcast import SolcastEmulator
 from emulators.wattwatchers import WattwatchersEmulator
@@ -27,8 +30,15 @@ from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.queries import property_summary
 
 # Keys the emulators accept; they only open local emulators, never a real account.
-DEMO_KEYS = {"wattwatchers": "key_" + "d3m0" * 8, "solcast": "demo-solcast-" + "5ec2e7" * 4}
+DEMO_KEYS = {
+    "wattwatchers": "key_" + "d3m0" * 8,
+    "solcast": "demo-solcast-" + "5ec2e7" * 4,
+    "guardian": "demo-guardian-" + "9a55" * 4,
+    # the demo device's Ed25519 key (base64 of 32 bytes), for signing MRV documents
+    "device": base64.b64encode(hashlib.sha256(b"meterflow demo device").digest()).decode(),
+}
 WW_DEVICE, SOLCAST_SITE = "D100000000042", "ba75-e17a-7374-95ed"
+POLICY_TAG, POLICY_ID = "Tag_1758892814008", "6650f1c2a1b2c3d4e5f60718"
 
 
 @contextmanager
@@ -44,6 +54,9 @@ def demo_sources(window: HourWindow = demo_data.WINDOW) -> Iterator[dict]:
             api_keys={DEMO_KEYS["solcast"]: [SOLCAST_SITE]}, seed=demo_data.SEED, now=window.end
         ),
         "weather": OpenMeteoEmulator(seed=demo_data.SEED),
+        "guardian": GuardianEmulator(
+            users={"meterflow": DEMO_KEYS["guardian"]}, policies={POLICY_TAG: POLICY_ID}
+        ),
     }
     with ExitStack() as stack:
         for emulator in emulators.values():
@@ -55,7 +68,28 @@ def demo_sources(window: HourWindow = demo_data.WINDOW) -> Iterator[dict]:
             "acme-solcast", overwrite=True
         )
         OpenMeteoSource(base_url=emulators["weather"].url).save("open-meteo", overwrite=True)
+        for participant in ("acme", "globex"):
+            demo_policy(emulators["guardian"].url, participant).save(
+                f"{participant}-guardian", overwrite=True
+            )
         yield emulators
+
+
+def demo_policy(url: str, participant: str) -> GuardianPolicy:
+    return GuardianPolicy(
+        base_url=url,
+        username="meterflow",
+        password=DEMO_KEYS["guardian"],
+        owner_did=f"did:hedera:testnet:{participant}-installer_0.0.1001",
+        policy_id=POLICY_ID,
+        policy_tag=POLICY_TAG,
+        account_id="0.0.4512345",
+        device_did=f"did:hedera:testnet:{participant}-devices_0.0.2002",
+        device_key=DEMO_KEYS["device"],
+        schema_context="https://ipfs.io/ipfs/bafkreimrvdemoschema",
+        schema_type="meterflow-mrv-demo",
+        readback_block="mrv_source",
+    )
 
 
 def run_demo(data_root: str = "data") -> int:
@@ -70,7 +104,7 @@ def run_demo(data_root: str = "data") -> int:
     with demo_sources(window) as emulators:
         urls = ", ".join(f"{name} {e.url}" for name, e in emulators.items())
         console.print(f"  API sources emulated on loopback ({urls}); blocks saved")
-        with console.status("dispatching: validate, collect, standardise, aggregate, load ..."):
+        with console.status("dispatching: validate, collect, standardise, aggregate, load, MRV"):
             state = dispatch(
                 start=window.start.isoformat(),
                 end=window.end.isoformat(),
@@ -78,6 +112,7 @@ def run_demo(data_root: str = "data") -> int:
                 warehouse=warehouse_path,
                 return_state=True,
             )
+        guardian_documents = emulators["guardian"].received
     rows = state.result(raise_on_failure=False)
     if not state.is_completed():
         console.print(f"[red]dispatch failed:[/] {rows}")
@@ -113,6 +148,11 @@ def run_demo(data_root: str = "data") -> int:
             "SELECT (SELECT count(*) FROM fact_meter_hourly) AS meter_hours, "
             "(SELECT count(*) FROM fact_hourly) AS property_hours"
         ).iloc[0]
+        mrv = wh.query(
+            "SELECT r.* FROM mrv_record r WHERE r.revision = (SELECT max(q.revision) "
+            "FROM mrv_record q WHERE q.record_id = r.record_id) "
+            "ORDER BY participant_id, meter_id, period_start_utc"
+        )
     properties = Table(title=f"Warehouse: properties, {window}")
     for column in summary.columns:
         properties.add_column(
@@ -121,6 +161,25 @@ def run_demo(data_root: str = "data") -> int:
     for values in summary.itertuples(index=False):
         properties.add_row(*["" if v != v else str(v) for v in values])
     console.print(properties)
+
+    records = Table(title="MRV records (submitted to the local Guardian emulator)")
+    for column in ("participant", "meter", "interval start (UTC)", "kWh", "t CO2-e", "status"):
+        records.add_column(column, justify="right" if column in ("kWh", "t CO2-e") else "left")
+    for r in mrv.itertuples(index=False):
+        status = r.status if r.status == "submitted" else f"[yellow]{r.status}[/]: {r.reasons}"
+        records.add_row(
+            r.participant_id,
+            r.meter_id,
+            f"{r.period_start_utc:%Y-%m-%d %H:%M}",
+            f"{r.energy_kwh:,.1f}",
+            f"{r.carbon_t:.3f}",
+            status,
+        )
+    console.print(records)
+    console.print(
+        f"Guardian emulator received {len(guardian_documents)} documents in this run "
+        "(a rerun sends none)."
+    )
 
     changed = sum(r["hours_new"] for r in rows)
     console.print(

@@ -1,4 +1,5 @@
-"""`dispatch` (hourly): validate every participant, collect what is due, load what changed.
+"""`dispatch` (hourly): validate every participant, collect what is due, load what changed, then
+run MRV for participants with MRV jobs (it extracts only intervals whose data is new or changed).
 
 A broken participant or meter fails alone: the others are collected and loaded, the run's table
 artifact says who failed and why, and the run ends Failed naming them, so that operators see it.
@@ -14,6 +15,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.collect import Mode, collect_participant
+from flows.mrv import mrv
 from meterflow.errors import MeterflowError
 from meterflow.participants import list_participants
 from meterflow.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
@@ -92,6 +94,20 @@ def dispatch(
                 why = f"warehouse load or report failed: {type(exc).__name__}: {exc}"
                 logger.error("participant %s: %s", participant_id, why)
                 outcomes.append(MeterOutcome(participant_id, "*", status="failed", why=why))
+                continue
+        if any(meter.jobs for meter in participant.meters):
+            try:
+                # Nothing new: only what waits is submitted or reconciled.
+                changed = collection.changed.start if collection.changed else window.end
+                mrv(
+                    participant_id,
+                    window.end.isoformat(),
+                    data_root,
+                    warehouse,
+                    changed.isoformat(),
+                )
+            except Exception as exc:  # the MRV run's own artifact says which records and why
+                outcomes.append(MeterOutcome.failed(participant_id, "mrv", exc))
     rows = [asdict(o) for o in outcomes]
     create_table_artifact(
         key="dispatch-summary",

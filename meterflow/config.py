@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -117,6 +118,25 @@ ConnectorSettings = Annotated[
 ]
 
 
+class MrvJob(Frozen):
+    """An MRV job of a meter: records per `interval` of the property's local time from `start`
+    (a local date) to `end` (exclusive), submitted to the policy the `guardian` block names."""
+
+    type: Literal["mrv"] = "mrv"
+    start: date
+    end: date | None = None
+    interval: Literal["1h", "1d", "1mo"]
+    guardian: str
+    min_coverage: float = 0.9
+    max_estimated: float = 0.1
+    rated_kw: float | None = None
+    schema_version: int = 1
+
+    @property
+    def id(self) -> str:
+        return f"mrv-{self.interval}-{self.start:%Y%m%d}"
+
+
 class Meter(Frozen):
     id: str
     property_id: str
@@ -126,6 +146,7 @@ class Meter(Frozen):
     credentials: str | None = None
     device_id: str | None = None
     role: Literal["main", "submeter"] = "main"
+    jobs: tuple[MrvJob, ...] = ()
 
     @property
     def unit(self) -> str:
@@ -134,8 +155,10 @@ class Meter(Frozen):
 
     @property
     def fingerprint(self) -> str:
-        """Hash of the meter's whole configuration: changes exactly when its settings change."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """Hash of how the meter is read: changes exactly when its settings change (its MRV jobs
+        do not change how its hours are made, so they are left out)."""
+        settings = self.model_dump_json(exclude={"jobs"})
+        return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
 class Property(Frozen):

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -127,6 +128,10 @@ class HttpClient:
         self._sleep = sleep
         self.calls = 0
 
+    def add_secret(self, secret: str) -> None:
+        """A secret learnt during the session (e.g. a token): redacted from now on."""
+        self._secrets.append(secret)
+
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
@@ -152,30 +157,54 @@ class HttpClient:
 
         `defer_if` recognises a quota answer (e.g. a daily limit) that retrying cannot fix.
         """
-        ok = set(ok)
-        shown = self.redact_url(requests.Request("GET", url, params=params).prepare().url)
-        for attempt in range(1, self._attempts + 1):
-            wait = None
+        return self.request("GET", url, params=params, ok=ok, defer_if=defer_if)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        ok: Iterable[int] = (200,),
+        defer_if: Callable[[requests.Response], bool] | None = None,
+        attempts: int | None = None,
+    ) -> requests.Response:
+        """Any method with retries on 429, 5xx and timeouts (`attempts=1`: the caller decides,
+        e.g. when a retry could repeat a submission the server already accepted)."""
+        ok, attempts = set(ok), attempts or self._attempts
+        shown = self.redact_url(requests.Request(method, url, params=params).prepare().url)
+        for attempt in range(1, attempts + 1):
+            wait, status = None, None
             try:
                 with self._limiter:
                     self.calls += 1
-                    response = self._session.get(
-                        url, params=params, headers=self._headers, timeout=self._timeout
+                    response = self._session.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        headers={**self._headers, **(headers or {})},
+                        timeout=self._timeout,
                     )
             except (requests.Timeout, requests.ConnectionError) as exc:
-                problem = f"{type(exc).__name__} calling {shown}"
+                problem = f"{type(exc).__name__} calling {method} {shown}"
             else:
                 self._respect_rate_headers(response)
                 if response.status_code in ok:
                     return response
-                problem = f"HTTP {response.status_code} from {shown}: {self._message(response)}"
+                status = response.status_code
+                problem = f"HTTP {status} from {shown}: {self._message(response)}"
                 if defer_if is not None and defer_if(response):
                     raise SourceDeferred(self.caller, problem, response.status_code) from None
                 if response.status_code != 429 and response.status_code < 500:
                     raise SourceRejected(self.caller, problem, response.status_code) from None
                 wait = _retry_after(response)
-            if attempt == self._attempts:
-                raise SourceUnavailable(self.caller, f"{problem} (gave up after {attempt} tries)")
+            if attempt == attempts:
+                raise SourceUnavailable(
+                    self.caller, f"{problem} (gave up after {attempt} tries)", status
+                )
             if wait is None:
                 wait = random.uniform(0, min(self._max_wait, self._backoff * 2**attempt))
             wait = min(wait, self._max_wait)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import zoneinfo
+from datetime import date
 from functools import cache, partial
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from meterflow.config import (
     CsvFormat,
     CsvSettings,
     Meter,
+    MrvJob,
     Nem12Format,
     Nem12Settings,
     OfficeHours,
@@ -166,7 +168,7 @@ def _meter(el: etree._Element, property_id: str, check) -> Meter:
             el,
             "credentials must name a Prefect block, not hold a key",
         )
-    (connector_el,) = list(el)
+    connector_el, *job_els = [child for child in el if isinstance(child.tag, str)]
     kind, a = connector_el.tag, connector_el.attrib
     if kind == "csv":
         connector = CsvSettings(path=a["path"], **_csv_format(connector_el, data_type, require))
@@ -220,7 +222,26 @@ def _meter(el: etree._Element, property_id: str, check) -> Meter:
         credentials=credentials,
         device_id=el.get("deviceId"),
         role=el.get("role", "main"),
+        jobs=tuple(_job(job_el, data_type, require) for job_el in job_els),
     )
+
+
+def _job(el: etree._Element, data_type: str, require) -> MrvJob:
+    a = el.attrib
+    job = MrvJob(
+        start=date.fromisoformat(a["start"]),
+        end=date.fromisoformat(a["end"]) if "end" in a else None,
+        interval=a["interval"],
+        guardian=a["guardian"],
+        min_coverage=float(a.get("mrv_minCoverage", 0.9)),
+        max_estimated=float(a.get("mrv_maxEstimated", 0.1)),
+        rated_kw=float(a["mrv_ratedKw"]) if "mrv_ratedKw" in a else None,
+        schema_version=int(a.get("mrv_schemaVersion", 1)),
+    )
+    require(data_type in ("energy", "solar"), el, f"MRV records need energy, not {data_type}")
+    require(job.end is None or job.end > job.start, el, "an MRV job must end after it starts")
+    require(not _KEY_SHAPED.search(job.guardian), el, "guardian must name a Prefect block")
+    return job
 
 
 def _csv_format(el: etree._Element, data_type: str, require) -> dict:

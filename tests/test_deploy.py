@@ -100,12 +100,13 @@ def test_blocks_register_and_prefect_deploy_all_registers_every_deployment(prefe
 
     prefect("work-pool", "create", "--type", "process", "meterflow-process")
     registered = prefect("block", "register", "-m", "blocks")
-    assert "Successfully registered 6 blocks" in registered, registered
+    assert "Successfully registered 7 blocks" in registered, registered
     block_types = requests.post(f"{url}/block_types/filter", json={}, timeout=10).json()
     assert {
         "wattwatchers-credentials",
         "solcast-credentials",
         "open-meteo-source",
+        "guardian-policy",
         "meterflow-duckdb",
         "meterflow-postgresql",
         "meterflow-bigquery",

@@ -79,7 +79,7 @@ class SqlWarehouse(Warehouse):
         """Put rows shaped like `table` in a temporary relation and return its name."""
 
     @abstractmethod
-    def _transaction(self):
+    def transaction(self):
         """A context manager around one transaction."""
 
     def upsert(self, table: str, rows: pd.DataFrame) -> LoadCounts:
@@ -92,7 +92,7 @@ class SqlWarehouse(Warehouse):
         on = " AND ".join(f"t.{k} = i.{k}" for k in keys)
         differs = " OR ".join(f"i.{c} IS DISTINCT FROM t.{c}" for c in values) or "FALSE"
         columns = ", ".join(spec.column_names)
-        with self._transaction():
+        with self.transaction():
             staged = self._stage(table, rows)
             self.execute(
                 f"CREATE TEMP TABLE pending AS SELECT i.*, t.{keys[0]} IS NULL AS is_new "

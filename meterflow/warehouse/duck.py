@@ -33,7 +33,7 @@ class DuckDBWarehouse(SqlWarehouse):
         return "incoming"
 
     @contextmanager
-    def _transaction(self):
+    def transaction(self):
         self.con.execute("BEGIN TRANSACTION")
         try:
             yield

@@ -49,6 +49,6 @@ class PostgresWarehouse(SqlWarehouse):
         return "incoming"
 
     @contextmanager
-    def _transaction(self):
+    def transaction(self):
         with self.con.transaction():
             yield

@@ -100,6 +100,37 @@ TABLES = {
             "value float?", "unit text", "quality text", "coverage float",
             "meters_reporting int", "meters_expected int",
         ),
+        # MRV: jobs per meter, a task per job interval, records (revisions) and every transition.
+        _table(
+            "mrv_job",
+            ("participant_id", "job_id"),
+            "participant_id text", "job_id text", "meter_id text", "device_id text?",
+            "type text", "start_date date", "end_date date?", "interval text",
+            "guardian_block text", "settings text", "last_task_id text?",
+        ),
+        _table(
+            "mrv_task",
+            ("task_id",),
+            "task_id text", "participant_id text", "job_id text", "type text",
+            "period_start_utc ts", "status text", "retry_count int", "errors text?",
+            "record_id text?", "updated_utc ts",
+        ),
+        _table(
+            "mrv_record",
+            ("record_id", "revision"),
+            "record_id text", "revision int", "participant_id text", "job_id text",
+            "meter_id text", "device_id text", "period_start_utc ts", "period_end_utc ts",
+            "schema_version int", "energy_kwh float", "carbon_t float?",
+            "factor_kg_per_kwh float?", "factor_edition text?", "hours_expected int",
+            "hours_complete int", "hours_estimated int", "coverage float", "status text",
+            "reasons text?", "document_id text?", "confirmation text?", "updated_utc ts",
+        ),
+        _table(
+            "mrv_transition",
+            ("record_id", "revision", "seq"),
+            "record_id text", "revision int", "seq int", "from_status text?", "to_status text",
+            "at_utc ts", "reason text",
+        ),
     )
 }
 # fmt: on

@@ -1,0 +1,68 @@
+"""`mrv`: turn a participant's loaded meter-hours into MRV records and submit them to Guardian.
+
+Chained by `dispatch` after the warehouse load of a participant with MRV jobs, and runnable on its
+own for a period (`until`: the intervals that ended by then). Rerunning it sends nothing new.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+
+from meterflow.errors import MeterflowError
+from meterflow.timeutil import floor_hour
+from tasks.mrv import run_mrv
+from tasks.participants import validate_participant
+
+NEEDS_ACTION = ("failed", "needs_review")
+
+
+def _hour(value: str | None) -> datetime:
+    """The whole UTC hour at or before an ISO time (UTC if no offset); default: now."""
+    if not value:
+        return floor_hour(datetime.now(UTC))
+    moment = datetime.fromisoformat(value)
+    return floor_hour(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _run_name() -> str:
+    p = flow_run.parameters
+    return f"mrv/{p['participant_id']}/until-{_hour(p.get('until')):%Y-%m-%dT%H}Z"
+
+
+@flow(flow_run_name=_run_name)
+def mrv(
+    participant_id: str,
+    until: str | None = None,
+    data_root: str = "data",
+    warehouse: str = "data/warehouse.duckdb",
+    changed_from: str | None = None,
+) -> list[dict]:
+    """Extract, verify and submit the participant's MRV records for intervals ended by `until`
+    (ISO time, UTC if no offset; default: this hour), only those ending after `changed_from` if
+    given (dispatch passes the start of what it loaded). Fails naming the records that need a
+    person: `failed` (Guardian refused, or retries ran out) and `needs_review`."""
+    participant = validate_participant(data_root, participant_id)
+    since = _hour(changed_from) if changed_from else None
+    rows = [asdict(o) for o in run_mrv(warehouse, participant, _hour(until), since)]
+    counts = Counter(row["status"] for row in rows)
+    create_table_artifact(
+        key=f"mrv-{participant_id}",
+        table=rows or [{"status": "nothing new to extract or submit"}],
+        description=f"MRV {participant_id}: "
+        + (", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing new"),
+    )
+    stuck = [r for r in rows if r["status"] in NEEDS_ACTION]
+    if stuck:
+        raise MeterflowError(
+            f"{len(stuck)} MRV records need action:\n"
+            + "\n".join(
+                f"{r['meter']} {r['period_start']} {r['status']}: {r['why']}" for r in stuck
+            )
+        )
+    return rows

@@ -1,0 +1,158 @@
+"""An MRV run for one participant: extract and verify every due interval of its MRV jobs, then
+submit what is verified (and reconcile what an earlier run left in `submitting`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from meterflow.config import Participant
+from meterflow.errors import MeterflowError
+from meterflow.mrv.extract import Extraction, extract, record_id
+from meterflow.mrv.guardian import GuardianClient
+from meterflow.mrv.periods import due_periods
+from meterflow.mrv.store import MrvStore, Record, job_id
+from meterflow.mrv.submit import submit
+from meterflow.mrv.verify import verify
+from meterflow.warehouse.backend import Warehouse
+
+
+@dataclass
+class MrvOutcome:
+    """One record's line in the MRV run's table."""
+
+    meter: str
+    period_start: str
+    record_id: str
+    revision: int
+    status: str
+    energy_kwh: float
+    carbon_t: float | None
+    why: str = ""
+
+
+def extract_and_verify(
+    wh: Warehouse,
+    store: MrvStore,
+    participant: Participant,
+    until: datetime,
+    now: datetime,
+    since: datetime | None = None,
+) -> list[Record]:
+    """New records or revisions for intervals ended by `until` (and ending after `since`, the
+    start of what changed) whose figures are new or changed; unchanged ones are left alone."""
+    touched = []
+    for meter in participant.meters:
+        zone = participant.property(meter.property_id).timezone
+        for job in meter.jobs:
+            store.sync_job(participant, meter, job)
+            device = meter.device_id or meter.id
+            for period in due_periods(job, zone, until):
+                if since is not None and period.end <= since:
+                    continue
+                rid = record_id(participant.id, device, period, job.schema_version)
+                figures = extract(wh, participant, meter, period)
+                latest = store.latest(rid)
+                if latest is not None and _same(latest.extraction, figures):
+                    continue
+                why = (
+                    "first extraction"
+                    if latest is None
+                    else f"data changed since revision {latest.revision} ({latest.status})"
+                )
+                record = store.add_revision(
+                    Record(
+                        rid,
+                        0,
+                        participant.id,
+                        job_id(meter, job),
+                        meter.id,
+                        device,
+                        period,
+                        job.schema_version,
+                        figures,
+                        "extracted",
+                    ),
+                    why,
+                    now,
+                )
+                reasons = verify(figures, job, store.submitted_overlapping(record))
+                record = store.move(
+                    record,
+                    "rejected" if reasons else "verified",
+                    "; ".join(reasons) or "all rules passed",
+                    now,
+                    reasons="; ".join(reasons) or None,
+                )
+                store.record_task(
+                    participant.id, record.job_id, period, record.status, rid, now=now
+                )
+                touched.append(record)
+    return touched
+
+
+def submit_pending(
+    store: MrvStore,
+    participant: Participant,
+    client_for: Callable[[str], GuardianClient],
+    now: datetime,
+) -> list[tuple[Record, str]]:
+    """Submit every verified record, and reconcile those an earlier run left in `submitting`.
+
+    A Guardian that cannot be reached leaves the record where it was, with the error on its task.
+    """
+    guardian_of = {
+        job_id(meter, job): job.guardian for meter in participant.meters for job in meter.jobs
+    }
+    done = []
+    for record in store.records(participant.id, ("verified", "submitting")):
+        try:
+            after = submit(store, client_for(guardian_of[record.job_id]), record)
+            error = ""
+        except MeterflowError as exc:
+            after, error = store.latest(record.record_id), str(exc)
+        store.record_task(
+            participant.id,
+            record.job_id,
+            record.period,
+            after.status,
+            record.record_id,
+            error=error or None,
+            now=now,
+        )
+        done.append((after, error))
+    return done
+
+
+def outcome(record: Record, why: str = "") -> MrvOutcome:
+    x = record.extraction
+    return MrvOutcome(
+        meter=record.meter_id,
+        period_start=f"{record.period.start:%Y-%m-%dT%H:%MZ}",
+        record_id=record.record_id,
+        revision=record.revision,
+        status=record.status,
+        energy_kwh=round(x.energy_kwh, 3),
+        carbon_t=round(x.carbon_t, 6) if x.carbon_t is not None else None,
+        why=why or record.reasons or "",
+    )
+
+
+def summary_rows(outcomes: list[MrvOutcome]) -> list[dict]:
+    return [asdict(o) for o in outcomes]
+
+
+def _same(a: Extraction, b: Extraction) -> bool:
+    def close(x, y):
+        return (x is None and y is None) or (
+            x is not None and y is not None and math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+        )
+
+    return (
+        close(a.energy_kwh, b.energy_kwh)
+        and close(a.carbon_t, b.carbon_t)
+        and (a.hours_expected, a.hours_complete, a.hours_estimated)
+        == (b.hours_expected, b.hours_complete, b.hours_estimated)
+    )

@@ -1,0 +1,304 @@
+"""MRV jobs, tasks, records and transitions in the warehouse database (DuckDB or PostgreSQL).
+
+A record's status changes only through `move`, which checks the current status and writes the new
+status and its transition (time and reason) in one transaction: a crash leaves either the old
+state or the new one, never a status without its reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from meterflow.config import Meter, MrvJob, Participant
+from meterflow.errors import MeterflowError
+from meterflow.mrv.extract import Extraction
+from meterflow.mrv.periods import Period
+from meterflow.warehouse.backend import SqlWarehouse, Warehouse
+
+# Which status may follow which. `needs_review` and `rejected` wait for a person (or a new
+# revision); `failed` (Guardian refused it, or retries ran out) may be retried explicitly.
+ALLOWED = {
+    None: {"extracted"},
+    "extracted": {"verified", "rejected"},
+    "verified": {"submitting"},
+    "submitting": {"submitted", "failed", "needs_review", "verified"},
+    "failed": {"verified"},
+    "needs_review": {"submitted", "verified"},
+}
+
+
+class TransitionRefused(MeterflowError):
+    """The record is not in the status the caller expected (another run moved it)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    record_id: str
+    revision: int
+    participant_id: str
+    job_id: str
+    meter_id: str
+    device_id: str
+    period: Period
+    schema_version: int
+    extraction: Extraction
+    status: str
+    reasons: str | None = None
+    document_id: str | None = None
+    confirmation: str | None = None
+
+
+class MrvStore:
+    def __init__(self, wh: Warehouse):
+        if not isinstance(wh, SqlWarehouse):
+            raise MeterflowError(
+                "MRV records need a transactional warehouse (DuckDB or PostgreSQL), "
+                f"not {type(wh).__name__}"
+            )
+        self.wh = wh
+        wh.prepare()
+
+    def _t(self, name: str) -> str:
+        return self.wh.table(name)
+
+    def sync_job(self, participant: Participant, meter: Meter, job: MrvJob) -> None:
+        """The job as configured; its last task is kept."""
+        settings = job.model_dump(mode="json", exclude={"type", "start", "end", "interval"})
+        self.wh.upsert(
+            "mrv_job",
+            pd.DataFrame(
+                [
+                    {
+                        "participant_id": participant.id,
+                        "job_id": job_id(meter, job),
+                        "meter_id": meter.id,
+                        "device_id": meter.device_id,
+                        "type": job.type,
+                        "start_date": job.start,
+                        "end_date": job.end,
+                        "interval": job.interval,
+                        "guardian_block": job.guardian,
+                        "settings": json.dumps(settings, sort_keys=True),
+                        "last_task_id": self._last_task(participant.id, job_id(meter, job)),
+                    }
+                ]
+            ),
+        )
+
+    def _last_task(self, participant_id: str, job: str) -> str | None:
+        rows = self.wh.query(
+            f"SELECT last_task_id FROM {self._t('mrv_job')} "
+            "WHERE participant_id = ? AND job_id = ?",
+            [participant_id, job],
+        )
+        return rows["last_task_id"].iloc[0] if len(rows) else None
+
+    def record_task(
+        self,
+        participant_id: str,
+        job: str,
+        period: Period,
+        status: str,
+        record_id: str | None,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """The job's task for one interval: status, retries so far and the errors it met."""
+        task_id = f"{job}@{period.start:%Y-%m-%dT%H:%MZ}"
+        now = now or datetime.now(UTC)
+        old = self.wh.query(
+            f"SELECT retry_count, errors, status FROM {self._t('mrv_task')} WHERE task_id = ?",
+            [task_id],
+        )
+        retries = int(old["retry_count"].iloc[0]) if len(old) else 0
+        errors = json.loads(old["errors"].iloc[0]) if len(old) and old["errors"].iloc[0] else []
+        if error:
+            errors.append({"at": now.isoformat(), "error": error})
+            retries += 1 if len(old) else 0
+        with self.wh.transaction():
+            self.wh.execute(f"DELETE FROM {self._t('mrv_task')} WHERE task_id = ?", [task_id])
+            self.wh.execute(
+                f"INSERT INTO {self._t('mrv_task')} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    task_id,
+                    participant_id,
+                    job,
+                    "mrv",
+                    _naive(period.start),
+                    status,
+                    retries,
+                    json.dumps(errors) if errors else None,
+                    record_id,
+                    _naive(now),
+                ],
+            )
+            self.wh.execute(
+                f"UPDATE {self._t('mrv_job')} SET last_task_id = ? "
+                "WHERE participant_id = ? AND job_id = ?",
+                [task_id, participant_id, job],
+            )
+
+    def latest(self, record_id: str) -> Record | None:
+        rows = self.wh.query(
+            f"SELECT * FROM {self._t('mrv_record')} WHERE record_id = ? "
+            "ORDER BY revision DESC LIMIT 1",
+            [record_id],
+        )
+        return _record(rows.iloc[0]) if len(rows) else None
+
+    def records(self, participant_id: str, statuses: tuple[str, ...] | None = None) -> list[Record]:
+        """The latest revision of every record of the participant (optionally by status)."""
+        rows = self.wh.query(
+            f"SELECT r.* FROM {self._t('mrv_record')} r WHERE r.participant_id = ? AND "
+            f"r.revision = (SELECT max(q.revision) FROM {self._t('mrv_record')} q "
+            "WHERE q.record_id = r.record_id) ORDER BY r.meter_id, r.period_start_utc",
+            [participant_id],
+        )
+        found = [_record(row) for _, row in rows.iterrows()]
+        return [r for r in found if statuses is None or r.status in statuses]
+
+    def add_revision(self, record: Record, reason: str, now: datetime) -> Record:
+        """A new revision, `extracted`: never an overwrite of an earlier one."""
+        previous = self.latest(record.record_id)
+        revision = previous.revision + 1 if previous else 1
+        new = replace(record, revision=revision, status="extracted")
+        x = new.extraction
+        with self.wh.transaction():
+            self.wh.execute(
+                f"INSERT INTO {self._t('mrv_record')} VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    new.record_id,
+                    revision,
+                    new.participant_id,
+                    new.job_id,
+                    new.meter_id,
+                    new.device_id,
+                    _naive(new.period.start),
+                    _naive(new.period.end),
+                    new.schema_version,
+                    x.energy_kwh,
+                    x.carbon_t,
+                    x.factor_kg_per_kwh,
+                    x.factor_edition,
+                    x.hours_expected,
+                    x.hours_complete,
+                    x.hours_estimated,
+                    x.coverage,
+                    "extracted",
+                    None,
+                    None,
+                    None,
+                    _naive(now),
+                ],
+            )
+            self._transition(new.record_id, revision, None, "extracted", reason, now)
+        return new
+
+    def move(
+        self, record: Record, to: str, reason: str, now: datetime | None = None, **fields: str
+    ) -> Record:
+        """Change the record's status from the one it has (checked) to `to`, with the reason."""
+        now = now or datetime.now(UTC)
+        if to not in ALLOWED.get(record.status, set()):
+            raise TransitionRefused(f"record {record.record_id}: {record.status} -> {to}")
+        lock = " FOR UPDATE" if self.wh.dialect == "postgres" else ""
+        with self.wh.transaction():
+            current = self.wh.query(
+                f"SELECT status FROM {self._t('mrv_record')} "
+                f"WHERE record_id = ? AND revision = ?{lock}",
+                [record.record_id, record.revision],
+            )["status"].iloc[0]
+            if current != record.status:
+                raise TransitionRefused(
+                    f"record {record.record_id} rev {record.revision} is {current}, "
+                    f"not {record.status}"
+                )
+            sets = ", ".join(f"{name} = ?" for name in ("status", "updated_utc", *fields))
+            self.wh.execute(
+                f"UPDATE {self._t('mrv_record')} SET {sets} WHERE record_id = ? AND revision = ?",
+                [to, _naive(now), *fields.values(), record.record_id, record.revision],
+            )
+            self._transition(record.record_id, record.revision, record.status, to, reason, now)
+        return replace(record, status=to, **fields)
+
+    def _transition(self, record_id, revision, old, new, reason, now) -> None:
+        seq = self.wh.query(
+            f"SELECT count(*) AS n FROM {self._t('mrv_transition')} "
+            "WHERE record_id = ? AND revision = ?",
+            [record_id, revision],
+        )["n"].iloc[0]
+        self.wh.execute(
+            f"INSERT INTO {self._t('mrv_transition')} VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [record_id, revision, int(seq) + 1, old, new, _naive(now), reason],
+        )
+
+    def transitions(self, record_id: str) -> pd.DataFrame:
+        """The record's history, oldest first (a missing `from_status` is None)."""
+        rows = self.wh.query(
+            f"SELECT revision, seq, from_status, to_status, at_utc, reason "
+            f"FROM {self._t('mrv_transition')} WHERE record_id = ? ORDER BY revision, seq",
+            [record_id],
+        )
+        return rows.astype(object).where(rows.notna(), None)
+
+    def submitted_overlapping(self, record: Record) -> list[str]:
+        """Other submitted records of the same device whose interval overlaps this one."""
+        rows = self.wh.query(
+            f"SELECT record_id, revision FROM {self._t('mrv_record')} "
+            "WHERE participant_id = ? AND device_id = ? AND status = 'submitted' "
+            "AND period_start_utc < ? AND period_end_utc > ?",
+            [
+                record.participant_id,
+                record.device_id,
+                _naive(record.period.end),
+                _naive(record.period.start),
+            ],
+        )
+        return [f"{r.record_id} rev {r.revision}" for r in rows.itertuples()]
+
+
+def job_id(meter: Meter, job: MrvJob) -> str:
+    return f"{meter.id}/{job.id}"
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _utc(value) -> datetime:
+    return pd.Timestamp(value).tz_localize("UTC").to_pydatetime()
+
+
+def _record(row) -> Record:
+    def optional(name):
+        value = row[name]
+        return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
+
+    return Record(
+        record_id=row["record_id"],
+        revision=int(row["revision"]),
+        participant_id=row["participant_id"],
+        job_id=row["job_id"],
+        meter_id=row["meter_id"],
+        device_id=row["device_id"],
+        period=Period(_utc(row["period_start_utc"]), _utc(row["period_end_utc"])),
+        schema_version=int(row["schema_version"]),
+        extraction=Extraction(
+            energy_kwh=float(row["energy_kwh"]),
+            carbon_t=optional("carbon_t"),
+            factor_kg_per_kwh=optional("factor_kg_per_kwh"),
+            factor_edition=optional("factor_edition"),
+            hours_expected=int(row["hours_expected"]),
+            hours_complete=int(row["hours_complete"]),
+            hours_estimated=int(row["hours_estimated"]),
+        ),
+        status=row["status"],
+        reasons=optional("reasons"),
+        document_id=optional("document_id"),
+        confirmation=optional("confirmation"),
+    )

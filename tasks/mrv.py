@@ -1,0 +1,44 @@
+"""MRV for one participant: extract, verify, submit (one task run per participant)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import get_run_logger, task
+
+from blocks import load_policy, open_warehouse
+from meterflow.config import Participant
+from meterflow.http import Caller
+from meterflow.mrv.guardian import GuardianClient
+from meterflow.mrv.run import MrvOutcome, extract_and_verify, outcome, submit_pending
+from meterflow.mrv.store import MrvStore
+
+
+@task(task_run_name="mrv/{participant.id}/until-{until:%Y-%m-%dT%H}Z")
+def run_mrv(
+    warehouse: str, participant: Participant, until: datetime, since: datetime | None = None
+) -> list[MrvOutcome]:
+    """Records for the intervals ended by `until` (and after `since`); then every verified
+    record is submitted and every interrupted submission reconciled."""
+    logger = get_run_logger()
+    clients: dict[str, GuardianClient] = {}
+
+    def client_for(block: str) -> GuardianClient:
+        if block not in clients:
+            caller = Caller(participant.id, "mrv", "guardian", block)
+            clients[block] = GuardianClient(load_policy(block), caller)
+        return clients[block]
+
+    now = datetime.now(UTC)
+    with open_warehouse(warehouse) as wh:
+        store = MrvStore(wh)
+        touched = extract_and_verify(wh, store, participant, until, now, since)
+        sent = submit_pending(store, participant, client_for, now)
+    rows = {r.record_id: outcome(r) for r in touched}
+    rows.update({r.record_id: outcome(r, error) for r, error in sent})
+    for row in rows.values():
+        log = (
+            logger.warning if row.status in ("rejected", "failed", "needs_review") else logger.info
+        )
+        log("%s %s rev %d: %s %s", row.meter, row.period_start, row.revision, row.status, row.why)
+    return list(rows.values())
