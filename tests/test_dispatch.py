@@ -67,6 +67,10 @@ def tables(warehouse) -> dict:
                 "dim_meter",
                 "fact_meter_hourly",
                 "fact_hourly",
+                "mrv_job",
+                "mrv_task",
+                "mrv_record",
+                "mrv_transition",
             )
         }
 
@@ -79,7 +83,8 @@ def demo(prefect_server, tmp_path_factory):
     with demo_sources(WINDOW) as emulators:
         state = run(data_root, warehouse)
         truth["per-dc-pv"] = wattwatchers_export_kwh(emulators["wattwatchers"])
-    return data_root, warehouse, truth, state
+        documents = emulators["guardian"].documents()
+    return data_root, warehouse, truth, state, documents
 
 
 def wattwatchers_export_kwh(emulator) -> float:
@@ -89,7 +94,7 @@ def wattwatchers_export_kwh(emulator) -> float:
 
 
 def test_dispatch_completes_and_warehouse_totals_equal_source_totals(demo):
-    _, warehouse, truth, state = demo
+    _, warehouse, truth, state, _ = demo
     assert state.is_completed(), state.message
     start, end = WINDOW.start.replace(tzinfo=None), WINDOW.end.replace(tzinfo=None)
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -119,7 +124,7 @@ def test_dispatch_completes_and_warehouse_totals_equal_source_totals(demo):
 
 
 def test_every_hour_of_the_dst_days_is_loaded_once(demo):
-    _, warehouse, _, _ = demo
+    _, warehouse, _, _, _ = demo
     with duckdb.connect(str(warehouse), read_only=True) as con:
         per_local_day = dict(
             con.execute(
@@ -140,20 +145,42 @@ def test_every_hour_of_the_dst_days_is_loaded_once(demo):
 
 
 def test_rerun_changes_no_row(demo):
-    data_root, warehouse, _, _ = demo
+    data_root, warehouse, _, _, _ = demo
     before = tables(warehouse)
     demo_data.generate(data_root, WINDOW)  # the same files arrive again
-    with demo_sources(WINDOW):
+    with demo_sources(WINDOW) as emulators:
         state = run(data_root, warehouse)
     assert state.is_completed()
     rows = state.result()
     assert sum(r["hours_new"] for r in rows) == 0
     assert sum(r["files_new"] for r in rows) == 0
     assert tables(warehouse) == before
+    assert emulators["guardian"].received == []  # no MRV document is sent twice
+
+
+def test_dispatch_submits_each_verified_mrv_record_once(demo):
+    _, warehouse, _, _, documents = demo
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        records = con.execute(
+            "SELECT r.record_id, r.status, r.coverage, r.reasons, r.energy_kwh, "
+            "coalesce(sum(h.value), 0) FROM mrv_record r LEFT JOIN fact_meter_hourly h "
+            "ON h.meter_id = r.meter_id AND h.hour_utc >= r.period_start_utc "
+            "AND h.hour_utc < r.period_end_utc GROUP BY ALL"
+        ).fetchall()
+    submitted = {r[0] for r in records if r[1] == "submitted"}
+    rejected = [r for r in records if r[1] == "rejected"]
+    assert submitted and rejected  # the window covers some local days fully, some not
+    assert all(coverage >= 0.9 for _, status, coverage, *_ in records if status == "submitted")
+    assert all(
+        r[2] < 0.9 and r[3].startswith(f"coverage {r[2]:.1%} is below 90%") for r in rejected
+    )
+    assert {d["credentialSubject"][0]["mrvRecordId"] for d in documents} == submitted
+    assert len(documents) == len(submitted)  # each once
+    assert all(abs(kwh - total) < 1e-9 for *_, kwh, total in records)
 
 
 def test_dispatch_names_its_run_and_leaves_a_summary_artifact(demo):
-    data_root, _, _, state = demo
+    data_root, _, _, state, _ = demo
     with get_client(sync_client=True) as client:
         (flow_run,) = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
@@ -210,7 +237,7 @@ def test_a_broken_participant_and_a_broken_meter_fail_alone(prefect_server, tmp_
 
 
 def test_no_key_appears_in_files_warehouse_artifacts_or_logs(demo):
-    data_root, warehouse, _, state = demo
+    data_root, warehouse, _, state, _ = demo
     keys = list(DEMO_KEYS.values())
     files = [p for p in data_root.rglob("*") if p.is_file()]  # raw log, parquet, DuckDB file
     assert any("raw" in p.parts for p in files) and any(p.suffix == ".duckdb" for p in files)
@@ -242,7 +269,7 @@ def test_no_key_appears_in_files_warehouse_artifacts_or_logs(demo):
 
 
 def test_dispatch_writes_and_links_a_report_with_every_chart(demo, tmp_path):
-    data_root, warehouse, _, state = demo
+    data_root, warehouse, _, state, _ = demo
     report = (data_root / "reports" / "acme-latest.html").read_text()
     for title in (
         "Daily energy per property",
