@@ -88,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     dispatch.add_argument("--participant", action="append", dest="participants")
     dispatch.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
 
+    jobs = commands.add_parser("jobs", help="list MRV jobs, their last task and records")
+    jobs.add_argument("--warehouse", default="data/warehouse.duckdb")
+    jobs.add_argument("--participant")
+
+    mrv = commands.add_parser("mrv", help="run the MRV flow for a participant")
+    mrv.add_argument("--participant", required=True)
+    mrv.add_argument("--until", help="intervals that ended by this time (default: now)")
+    mrv.add_argument("--data-root", default="data")
+    mrv.add_argument("--warehouse", default="data/warehouse.duckdb")
+
     args = parser.parse_args(argv)
     try:
         return {
@@ -97,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             "report": _report,
             "backfill": _backfill,
             "dispatch": _dispatch,
+            "jobs": _jobs,
+            "mrv": _mrv,
         }[args.command](args)
     except MeterflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -267,3 +279,66 @@ def _dispatch(args) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _jobs(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from blocks import open_warehouse
+    from meterflow.mrv.store import job_overview
+
+    with open_warehouse(args.warehouse) as wh:
+        jobs = job_overview(wh, args.participant)
+    table = Table(title=f"MRV jobs in {args.warehouse}")
+    for column in (
+        "participant",
+        "job",
+        "from",
+        "to",
+        "guardian block",
+        "last task",
+        "status",
+        "retries",
+        "submitted",
+        "rejected",
+        "other",
+    ):
+        table.add_column(column, no_wrap=column in ("job", "last task"))
+    for j in jobs.itertuples(index=False):
+        table.add_row(
+            j.participant_id,
+            j.job_id,
+            f"{j.start_date:%Y-%m-%d}",
+            f"{j.end_date:%Y-%m-%d}" if j.end_date == j.end_date and j.end_date else "",
+            j.guardian_block,
+            j.last_task_id or "",
+            j.last_task_status or "",
+            *(str(v) for v in (j.last_task_retries, j.submitted, j.rejected, j.other)),
+        )
+    Console(width=max(Console().width, 150)).print(table)
+    return 0
+
+
+def _mrv(args) -> int:
+    _quiet_prefect()
+    from flows.mrv import mrv
+
+    state = mrv(
+        participant_id=args.participant,
+        until=args.until,
+        data_root=args.data_root,
+        warehouse=args.warehouse,
+        return_state=True,
+    )
+    rows = state.result(raise_on_failure=False)
+    if not state.is_completed():
+        print(f"error: {state.message}", file=sys.stderr)
+        return 1
+    for row in rows:
+        print(
+            f"{row['meter']} {row['period_start']} rev {row['revision']}: {row['status']} "
+            f"{row['energy_kwh']} kWh {row['why']}"
+        )
+    print(f"{len(rows)} records extracted or submitted in this run")
+    return 0

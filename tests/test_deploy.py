@@ -122,6 +122,7 @@ def test_blocks_register_and_prefect_deploy_all_registers_every_deployment(prefe
         "load/on-demand",
         "aggregate/on-demand",
         "backfill/on-demand",
+        "mrv/on-demand",
     }
     assert all(d["work_pool_name"] == "meterflow-process" for d in deployments)
     (schedule,) = names["dispatch/hourly"]["schedules"]

@@ -302,3 +302,26 @@ def _record(row) -> Record:
         document_id=optional("document_id"),
         confirmation=optional("confirmation"),
     )
+
+
+def job_overview(wh: Warehouse, participant_id: str | None = None) -> pd.DataFrame:
+    """Every MRV job with its last task and how many of its records are in each status."""
+    t = wh.table
+    return wh.query(
+        f"""SELECT j.participant_id, j.job_id, j.type, j.interval, j.start_date, j.end_date,
+               j.guardian_block, j.last_task_id, k.status AS last_task_status,
+               k.retry_count AS last_task_retries,
+               count(r.record_id) FILTER (WHERE r.status = 'submitted') AS submitted,
+               count(r.record_id) FILTER (WHERE r.status = 'rejected') AS rejected,
+               count(r.record_id) FILTER (WHERE r.status NOT IN ('submitted', 'rejected'))
+                   AS other
+        FROM {t("mrv_job")} j
+        LEFT JOIN {t("mrv_task")} k ON k.task_id = j.last_task_id
+        LEFT JOIN {t("mrv_record")} r ON r.participant_id = j.participant_id
+             AND r.job_id = j.job_id
+             AND r.revision = (SELECT max(q.revision) FROM {t("mrv_record")} q
+                               WHERE q.record_id = r.record_id)
+        WHERE ? IS NULL OR j.participant_id = ?
+        GROUP BY ALL ORDER BY j.participant_id, j.job_id""",
+        [participant_id, participant_id],
+    )
