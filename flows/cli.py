@@ -304,7 +304,7 @@ def _jobs(args) -> int:
         "rejected",
         "other",
     ):
-        table.add_column(column, no_wrap=column in ("job", "last task"))
+        table.add_column(column, no_wrap=True)
     for j in jobs.itertuples(index=False):
         table.add_row(
             j.participant_id,
@@ -316,7 +316,7 @@ def _jobs(args) -> int:
             j.last_task_status or "",
             *(str(v) for v in (j.last_task_retries, j.submitted, j.rejected, j.other)),
         )
-    Console(width=max(Console().width, 150)).print(table)
+    Console(width=max(Console().width, 190)).print(table)
     return 0
 
 
