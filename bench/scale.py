@@ -3,8 +3,9 @@ each size in its own process: meter-hours/s and that process's peak RSS.
 
     .venv/bin/python -m bench.scale --sizes 100 1000 10000
 
-Targets: meter-hours/s at the largest size within 20 % of the smallest; peak RSS <= 1 GiB. The
-Prefect API server runs in its own process (not counted) as it would in production.
+Targets: meter-hours/s at the largest size within 20 % of the smallest; peak RSS <= 1 GiB, shown
+for the flow process alone and summed with its shard worker processes (sampled). The Prefect API
+server runs in its own process (not counted) as it would in production.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.fleet import make_fleet, peak_rss_mib, print_table, quiet_prefect, timed
+from bench.fleet import FlowMemory, make_fleet, peak_rss_mib, print_table, quiet_prefect, timed
 
 
 def one(meters: int, days: int, shard_size: int) -> dict:
@@ -29,7 +30,7 @@ def one(meters: int, days: int, shard_size: int) -> dict:
 
     try:
         window = make_fleet(work / "data", meters, days)
-        with prefect_test_harness(server_startup_timeout=90):
+        with prefect_test_harness(server_startup_timeout=90), FlowMemory() as memory:
             seconds = timed(
                 lambda: dispatch(
                     start=window.start.isoformat(),
@@ -42,7 +43,13 @@ def one(meters: int, days: int, shard_size: int) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     hours = meters * len(window.hours())
-    return {"meters": meters, "meter_hours": hours, "seconds": seconds, "rss": peak_rss_mib()}
+    return {
+        "meters": meters,
+        "meter_hours": hours,
+        "seconds": seconds,
+        "rss": peak_rss_mib(),
+        "flow_rss": memory.peak_mib,
+    }
 
 
 def main() -> None:
@@ -77,7 +84,15 @@ def main() -> None:
     base = results[0]["meter_hours"] / results[0]["seconds"]
     print_table(
         f"scale: meters x {args.days} day(s) through dispatch (shards of {args.shard_size})",
-        ["meters", "meter-hours", "seconds", "meter-hours/s", "vs smallest", "peak RSS MiB"],
+        [
+            "meters",
+            "meter-hours",
+            "seconds",
+            "meter-hours/s",
+            "vs smallest",
+            "peak RSS MiB (flow process)",
+            "peak RSS MiB (flow + shard workers)",
+        ],
         [
             [
                 r["meters"],
@@ -86,6 +101,7 @@ def main() -> None:
                 f"{r['meter_hours'] / r['seconds']:,.0f}",
                 f"{r['meter_hours'] / r['seconds'] / base:.2f}",
                 f"{r['rss']:.0f}",
+                f"{r['flow_rss']:.0f}",
             ]
             for r in results
         ],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.collect import Mode, collect_participant
+from flows.collect import Mode, collect_participant, shard_runner
 from flows.naming import participant_window
 from meterflow.backfill import BackfillRecord, chunks
 from meterflow.errors import MeterflowError
@@ -28,7 +28,7 @@ def record_for(data_root: str, participant_id: str, meter_ids, window, force_ove
     )
 
 
-@flow(flow_run_name=participant_window)
+@flow(flow_run_name=participant_window, task_runner=shard_runner())
 def backfill(
     participant_id: str,
     start: str,

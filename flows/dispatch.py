@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.collect import Mode, collect_participant
+from flows.collect import Mode, collect_participant, shard_runner
 from flows.mrv import mrv
 from meterflow.errors import MeterflowError
 from meterflow.participants import list_participants
@@ -42,7 +42,7 @@ def _run_name() -> str:
     return f"dispatch/{resolve_window(p.get('start'), p.get('end'), p.get('lookback_hours', 24))}"
 
 
-@flow(flow_run_name=_run_name)
+@flow(flow_run_name=_run_name, task_runner=shard_runner())
 def dispatch(
     start: str | None = None,
     end: str | None = None,

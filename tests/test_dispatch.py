@@ -23,6 +23,7 @@ from prefect.client.schemas.filters import (
 
 from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
 from flows.dispatch import dispatch
+from flows.mrv import mrv
 from meterflow import demo_data
 from meterflow.participants import open_storage, read_configuration
 from meterflow.timeutil import HourWindow
@@ -308,3 +309,25 @@ def test_dispatch_writes_and_links_a_report_with_every_chart(demo, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert out.read_text().count("<svg") >= 5  # globex has no inside temperature to plot
+
+
+def test_the_mrv_flow_on_its_own_for_the_whole_period_sends_nothing_new(demo):
+    data_root, warehouse, _, _, _ = demo
+    with demo_sources(WINDOW) as emulators:
+        state = mrv(
+            "acme",
+            until=WINDOW.end.isoformat(),
+            data_root=str(data_root),
+            warehouse=str(warehouse),
+            return_state=True,
+        )
+        assert emulators["guardian"].received == []
+    assert state.is_completed() and state.result() == []  # every interval already extracted
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    (artifact,) = [a for a in artifacts if a.key == "mrv-acme"]
+    assert "nothing new" in artifact.description

@@ -16,7 +16,7 @@ from meterflow.http import Caller
 from meterflow.mrv.document import Policy, public_key, verify_signature
 from meterflow.mrv.guardian import GuardianClient
 from meterflow.mrv.run import extract_and_verify, submit_pending
-from meterflow.mrv.store import MrvStore
+from meterflow.mrv.store import MrvStore, job_overview
 from meterflow.participant_xml import load_participant
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.loads import load_configuration, load_emission_factors, load_meter_hours
@@ -142,6 +142,11 @@ def test_rerunning_sends_nothing_the_second_time(guardian, tmp_path):
     touched, sent, again = run(tmp_path / "wh.duckdb", acme, policy_for(guardian))
     assert (touched, sent, posts(guardian)) == ([], [], first)
     assert again == records
+    with DuckDBWarehouse(tmp_path / "wh.duckdb") as wh:
+        (job,) = job_overview(wh, "acme").to_dict("records")
+    assert (job["job_id"], job["submitted"], job["rejected"]) == ("main/mrv-1d-20260401", 30, 0)
+    assert job["last_task_id"] == "main/mrv-1d-20260401@2026-04-29T14:00Z"
+    assert job["last_task_status"] == "submitted"
 
 
 def _submit_in_child(path: str, policy: Policy) -> None:
@@ -152,13 +157,10 @@ def _submit_in_child(path: str, policy: Policy) -> None:
         submit_pending(store, acme, lambda block: client_for(policy, timeout=(5.0, 60.0)), NOW)
 
 
-def test_a_crash_after_guardian_accepted_is_reconciled_without_a_second_document(
-    guardian, tmp_path
-):
-    path = tmp_path / "wh.duckdb"
-    acme = warehouse_with(path, pd.Series(2.0, index=APRIL))
-    policy = policy_for(guardian)
-    guardian.stall_after_accept(60)  # Guardian stores it; the process dies before it hears back
+def crash_while_guardian_holds_the_reply(guardian, path, policy: Policy) -> None:
+    """Submit in a real process and kill it after Guardian stored the document but before it
+    answered: the crash lands between Guardian accepting and `submitted` being stored."""
+    guardian.stall_after_accept(60)
     child = multiprocessing.get_context("fork").Process(
         target=_submit_in_child, args=(str(path), policy)
     )
@@ -168,6 +170,15 @@ def test_a_crash_after_guardian_accepted_is_reconciled_without_a_second_document
         time.sleep(0.05)
     child.kill()
     child.join()
+
+
+def test_a_crash_after_guardian_accepted_is_reconciled_without_a_second_document(
+    guardian, tmp_path
+):
+    path = tmp_path / "wh.duckdb"
+    acme = warehouse_with(path, pd.Series(2.0, index=APRIL))
+    policy = policy_for(guardian)
+    crash_while_guardian_holds_the_reply(guardian, path, policy)
     assert len(guardian.received) == 1
     with DuckDBWarehouse(path) as wh:
         (left,) = MrvStore(wh).records("acme")
@@ -182,16 +193,7 @@ def test_a_crash_with_no_read_back_goes_to_review_and_is_not_resent(guardian, tm
     path = tmp_path / "wh.duckdb"
     acme = warehouse_with(path, pd.Series(2.0, index=APRIL))
     policy = policy_for(guardian, readback=False)
-    guardian.stall_after_accept(60)
-    child = multiprocessing.get_context("fork").Process(
-        target=_submit_in_child, args=(str(path), policy)
-    )
-    child.start()
-    deadline = time.monotonic() + 30
-    while not guardian.received and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child.kill()
-    child.join()
+    crash_while_guardian_holds_the_reply(guardian, path, policy)
     _, _, (record,) = run(path, acme, policy)
     assert record.status == "needs_review" and posts(guardian) == 1
     _, _, (still,) = run(path, acme, policy)
@@ -275,3 +277,20 @@ def test_changed_data_makes_a_new_revision_and_never_overwrites_a_submitted_one(
         ).values.tolist()
     assert revisions == [[1, "submitted", 1442.0], [2, "rejected", 1443.0]]
     assert posts(guardian) == 1
+
+
+def test_an_unreachable_guardian_loses_nothing_and_the_next_run_finishes(guardian, tmp_path):
+    path = tmp_path / "wh.duckdb"
+    acme = warehouse_with(path, pd.Series(2.0, index=APRIL))
+    gone = policy_for(guardian)
+    guardian.stop()  # Guardian is down for this run
+    offline = GuardianClient(gone, Caller("acme", "main", "guardian"), sleep=lambda s: None)
+    _, sent, (record,) = run(path, acme, gone, offline)
+    ((after, error),) = sent
+    assert record.status == after.status == "submitting" and "ConnectionError" in error
+    with DuckDBWarehouse(path) as wh:
+        (job,) = job_overview(wh, "acme").to_dict("records")
+    assert job["last_task_retries"] == 1
+    with GuardianEmulator(users={"meterflow": PASSWORD}, policies={TAG: POLICY_ID}) as back:
+        _, _, (record,) = run(path, acme, policy_for(back))
+        assert record.status == "submitted" and len(back.documents()) == 1

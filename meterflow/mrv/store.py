@@ -111,14 +111,13 @@ class MrvStore:
         task_id = f"{job}@{period.start:%Y-%m-%dT%H:%MZ}"
         now = now or datetime.now(UTC)
         old = self.wh.query(
-            f"SELECT retry_count, errors, status FROM {self._t('mrv_task')} WHERE task_id = ?",
+            f"SELECT errors FROM {self._t('mrv_task')} WHERE task_id = ?",
             [task_id],
         )
-        retries = int(old["retry_count"].iloc[0]) if len(old) else 0
         errors = json.loads(old["errors"].iloc[0]) if len(old) and old["errors"].iloc[0] else []
         if error:
             errors.append({"at": now.isoformat(), "error": error})
-            retries += 1 if len(old) else 0
+        retries = len(errors)  # each error is a failed attempt the next run retries
         with self.wh.transaction():
             self.wh.execute(f"DELETE FROM {self._t('mrv_task')} WHERE task_id = ?", [task_id])
             self.wh.execute(
