@@ -94,7 +94,8 @@ def peak_rss_mib() -> float:
 
 
 class FlowMemory:
-    """Peak resident memory of this process plus its shard worker processes, sampled; the
+    """Peak memory of this process plus its shard worker processes, sampled as the sum of their
+    proportional set sizes (PSS: shared library pages counted once, not once per process); the
     Prefect API server (uvicorn) is left out, as it runs apart in production."""
 
     def __init__(self, every: float = 0.2):
@@ -113,7 +114,7 @@ class FlowMemory:
     def _sample(self) -> None:
         while not self._stop.wait(self._every):
             pids = [os.getpid(), *_descendants(os.getpid())]
-            total = sum(_rss_kib(p) for p in pids if b"uvicorn" not in _cmdline(p))
+            total = sum(_pss_kib(p) for p in pids if b"uvicorn" not in _cmdline(p))
             self.peak_mib = max(self.peak_mib, total / 1024)
 
 
@@ -134,10 +135,10 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _rss_kib(pid: int) -> int:
+def _pss_kib(pid: int) -> int:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1])
     except OSError:
         pass

@@ -3,9 +3,10 @@ each size in its own process: meter-hours/s and that process's peak RSS.
 
     .venv/bin/python -m bench.scale --sizes 100 1000 10000
 
-Targets: meter-hours/s at the largest size within 20 % of the smallest; peak RSS <= 1 GiB, shown
-for the flow process alone and summed with its shard worker processes (sampled). The Prefect API
-server runs in its own process (not counted) as it would in production.
+Targets: meter-hours/s at the largest size within 20 % of the smallest; peak memory <= 1 GiB,
+shown as the flow process's peak RSS and as the sampled peak PSS of the flow process and its shard
+worker processes together. The Prefect API server runs in its own process (not counted) as it
+would in production.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def main() -> None:
             "meter-hours/s",
             "vs smallest",
             "peak RSS MiB (flow process)",
-            "peak RSS MiB (flow + shard workers)",
+            "peak PSS MiB (flow + shard workers)",
         ],
         [
             [
