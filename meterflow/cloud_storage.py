@@ -1,0 +1,76 @@
+"""Participant storage in a bucket: S3 (or any S3 API) and Google Cloud Storage.
+
+One bucket per participant in production, so bucket permissions isolate participants; keys are
+checked exactly as for the local backend. Objects are written whole (a PUT replaces an object
+atomically), so a reader sees the old object or the new one, never a part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from google.api_core.exceptions import NotFound
+
+from meterflow.ids import check_identifier, check_key
+
+
+class S3Storage:
+    """A participant's bucket through a boto3 S3 client (prefect-aws `AwsCredentials` gives one)."""
+
+    def __init__(self, client: Any, bucket: str, participant_id: str):
+        self.participant_id = check_identifier(participant_id, "participant id")
+        self.client, self.bucket = client, bucket
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"{self.participant_id}: no object {key}") from None
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data)
+
+    def exists(self, key: str) -> bool:
+        found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=check_key(key), MaxKeys=1)
+        return any(o["Key"] == key for o in found.get("Contents", []))
+
+    def list(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=check_key(prefix) if prefix else ""
+        )
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+
+
+class GcsStorage:
+    """A participant's bucket through a google-cloud-storage client (prefect-gcp's
+    `GcpCredentials.get_cloud_storage_client()` gives one)."""
+
+    def __init__(self, client: Any, bucket: str, participant_id: str):
+        self.participant_id = check_identifier(participant_id, "participant id")
+        self.bucket = client.bucket(bucket)
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self.bucket.blob(check_key(key)).download_as_bytes()
+        except NotFound:
+            raise FileNotFoundError(f"{self.participant_id}: no object {key}") from None
+
+    def write(self, key: str, data: bytes) -> None:
+        self.bucket.blob(check_key(key)).upload_from_string(data)
+
+    def exists(self, key: str) -> bool:
+        return self.bucket.blob(check_key(key)).exists()
+
+    def list(self, prefix: str = "") -> list[str]:
+        blobs = self.bucket.client.list_blobs(
+            self.bucket, prefix=check_key(prefix) if prefix else None
+        )
+        return sorted(b.name for b in blobs)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(NotFound):
+            self.bucket.blob(check_key(key)).delete()
