@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     mrv.add_argument("--data-root", default="data")
     mrv.add_argument("--warehouse", default="data/warehouse.duckdb")
 
+    doctor = commands.add_parser("doctor", help="check API, work pools, blocks, storage, warehouse")
+    doctor.add_argument("--data-root", default="data")
+    doctor.add_argument("--warehouse", default="data/warehouse.duckdb")
+
     args = parser.parse_args(argv)
     try:
         return {
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             "dispatch": _dispatch,
             "jobs": _jobs,
             "mrv": _mrv,
+            "doctor": _doctor,
         }[args.command](args)
     except MeterflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -205,6 +210,7 @@ def _report(args) -> int:
 def _quiet_prefect() -> None:
     """Progress comes from our own output; Prefect's per-run lines would bury it."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The temporary server cancels its event flush when it stops and logs that as an error.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
@@ -342,3 +348,17 @@ def _mrv(args) -> int:
         )
     print(f"{len(rows)} records extracted or submitted in this run")
     return 0
+
+
+def _doctor(args) -> int:
+    _quiet_prefect()
+    from flows.doctor import run_checks
+
+    checks = run_checks(args.data_root, args.warehouse)
+    for check in checks:
+        print(f"{'ok     ' if check.ok else 'MISSING'} {check.what}")
+        if not check.ok:
+            print(f"        fix: {check.fix}")
+    missing = sum(not c.ok for c in checks)
+    print(f"{len(checks) - missing} ok, {missing} missing")
+    return 1 if missing else 0

@@ -1,0 +1,97 @@
+"""`meterflow doctor`: is everything the configured participants need in place?
+
+Checks the Prefect API, the work pools `prefect.yaml` deploys to, every block the participants'
+XML names, each participant's storage, and the warehouse; prints what is missing with the
+command that fixes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import get_current_settings
+
+from blocks import GuardianPolicy, open_warehouse
+from blocks.resolve import BLOCK_TYPES
+from meterflow.errors import MeterflowError
+from meterflow.participants import list_participants, open_storage, read_configuration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    ok: bool
+    fix: str = ""
+
+
+def needed_blocks(data_root: str) -> tuple[list[tuple[type, str, str]], list[Check]]:
+    """(block type, block name, who needs it) for every participant; unreadable configs."""
+    needed, problems = [], []
+    for participant_id in list_participants(data_root):
+        try:
+            participant = read_configuration(open_storage(data_root, participant_id))
+        except MeterflowError as exc:
+            problems.append(Check(f"participant {participant_id}: configuration", False, str(exc)))
+            continue
+        for meter in participant.meters:
+            block_type = BLOCK_TYPES.get(meter.connector.type)
+            if block_type is not None and meter.credentials:
+                needed.append((block_type, meter.credentials, f"{participant_id}/{meter.id}"))
+            for job in meter.jobs:
+                needed.append((GuardianPolicy, job.guardian, f"{participant_id}/{meter.id} MRV"))
+    return needed, problems
+
+
+def run_checks(data_root: str, warehouse: str) -> list[Check]:
+    checks = []
+    api = get_current_settings().api.url or "a temporary local server (PREFECT_API_URL unset)"
+    with get_client(sync_client=True) as client:
+        healthy = client.api_healthcheck() is None
+        checks.append(Check(f"Prefect API {api}", healthy, "start it: make ui"))
+        for pool in _work_pools():
+            try:
+                client.read_work_pool(pool)
+                checks.append(Check(f"work pool {pool}", True))
+            except ObjectNotFound:
+                fix = f"prefect work-pool create --type process {pool}"
+                checks.append(Check(f"work pool {pool}", False, fix))
+        needed, problems = needed_blocks(data_root)
+        checks.extend(problems)
+        for block_type, name, who in sorted(set(needed), key=lambda n: (n[1], n[2])):
+            slug = block_type.get_block_type_slug()
+            try:
+                client.read_block_document_by_name(name, slug)
+                checks.append(Check(f"block {slug}/{name} ({who})", True))
+            except ObjectNotFound:
+                fix = (
+                    f"prefect block register -m blocks, then create it in the UI or with "
+                    f"{block_type.__name__}(...).save({name!r})"
+                )
+                checks.append(Check(f"block {slug}/{name} ({who})", False, fix))
+    for participant_id in list_participants(data_root):
+        storage = open_storage(data_root, participant_id)
+        checks.append(
+            Check(
+                f"storage of {participant_id}",
+                storage.exists("config/participant.xml"),
+                f"put the participant's XML at {participant_id}/config/participant.xml",
+            )
+        )
+    try:
+        with open_warehouse(warehouse) as wh:
+            wh.query("SELECT 1 AS ok")
+        checks.append(Check(f"warehouse {warehouse}", True))
+    except Exception as exc:  # any driver error means: not reachable as configured
+        checks.append(Check(f"warehouse {warehouse}", False, f"{type(exc).__name__}: {exc}"))
+    return checks
+
+
+def _work_pools() -> list[str]:
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    return sorted({d["work_pool"]["name"] for d in deployments})
