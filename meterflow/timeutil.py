@@ -87,3 +87,8 @@ class HourWindow:
 def _as_utc(value: str | datetime) -> datetime:
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def warehouse_time(moment: datetime) -> datetime:
+    """A moment as the warehouse stores it: naive UTC (TIMESTAMP columns hold UTC)."""
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from meterflow.config import Meter, Participant
 from meterflow.mrv.periods import Period
-from meterflow.timeutil import parse_zone
+from meterflow.timeutil import parse_zone, warehouse_time
 from meterflow.warehouse.backend import Warehouse
 
 
@@ -41,7 +41,7 @@ def extract(wh: Warehouse, participant: Participant, meter: Meter, period: Perio
     hours = wh.query(
         f"SELECT value, quality, coverage FROM {wh.table('fact_meter_hourly')} "
         "WHERE participant_id = ? AND meter_id = ? AND hour_utc >= ? AND hour_utc < ?",
-        [participant.id, meter.id, _naive(period.start), _naive(period.end)],
+        [participant.id, meter.id, warehouse_time(period.start), warehouse_time(period.end)],
     )
     complete = (hours["coverage"] >= 0.999) & (hours["quality"] != "missing")
     complete &= hours["value"].notna()
@@ -64,7 +64,3 @@ def extract(wh: Warehouse, participant: Participant, meter: Meter, period: Perio
         hours_complete=int(complete.sum()),
         hours_estimated=int((complete & (hours["quality"] == "estimated")).sum()),
     )
-
-
-def _naive(moment):
-    return moment.replace(tzinfo=None)

@@ -17,6 +17,7 @@ from meterflow.config import Meter, MrvJob, Participant
 from meterflow.errors import MeterflowError
 from meterflow.mrv.extract import Extraction
 from meterflow.mrv.periods import Period
+from meterflow.timeutil import warehouse_time
 from meterflow.warehouse.backend import SqlWarehouse, Warehouse
 
 # Which status may follow which. `needs_review` and `rejected` wait for a person (or a new
@@ -127,12 +128,12 @@ class MrvStore:
                     participant_id,
                     job,
                     "mrv",
-                    _naive(period.start),
+                    warehouse_time(period.start),
                     status,
                     retries,
                     json.dumps(errors) if errors else None,
                     record_id,
-                    _naive(now),
+                    warehouse_time(now),
                 ],
             )
             self.wh.execute(
@@ -177,8 +178,8 @@ class MrvStore:
                     new.job_id,
                     new.meter_id,
                     new.device_id,
-                    _naive(new.period.start),
-                    _naive(new.period.end),
+                    warehouse_time(new.period.start),
+                    warehouse_time(new.period.end),
                     new.schema_version,
                     x.energy_kwh,
                     x.carbon_t,
@@ -192,7 +193,7 @@ class MrvStore:
                     None,
                     None,
                     None,
-                    _naive(now),
+                    warehouse_time(now),
                 ],
             )
             self._transition(new.record_id, revision, None, "extracted", reason, now)
@@ -220,7 +221,7 @@ class MrvStore:
             sets = ", ".join(f"{name} = ?" for name in ("status", "updated_utc", *fields))
             self.wh.execute(
                 f"UPDATE {self._t('mrv_record')} SET {sets} WHERE record_id = ? AND revision = ?",
-                [to, _naive(now), *fields.values(), record.record_id, record.revision],
+                [to, warehouse_time(now), *fields.values(), record.record_id, record.revision],
             )
             self._transition(record.record_id, record.revision, record.status, to, reason, now)
         return replace(record, status=to, **fields)
@@ -233,7 +234,7 @@ class MrvStore:
         )["n"].iloc[0]
         self.wh.execute(
             f"INSERT INTO {self._t('mrv_transition')} VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [record_id, revision, int(seq) + 1, old, new, _naive(now), reason],
+            [record_id, revision, int(seq) + 1, old, new, warehouse_time(now), reason],
         )
 
     def transitions(self, record_id: str) -> pd.DataFrame:
@@ -254,8 +255,8 @@ class MrvStore:
             [
                 record.participant_id,
                 record.device_id,
-                _naive(record.period.end),
-                _naive(record.period.start),
+                warehouse_time(record.period.end),
+                warehouse_time(record.period.start),
             ],
         )
         return [f"{r.record_id} rev {r.revision}" for r in rows.itertuples()]
@@ -263,10 +264,6 @@ class MrvStore:
 
 def job_id(meter: Meter, job: MrvJob) -> str:
     return f"{meter.id}/{job.id}"
-
-
-def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _utc(value) -> datetime:

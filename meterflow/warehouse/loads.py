@@ -12,7 +12,7 @@ from meterflow.config import Participant
 from meterflow.emission_factors import read_factors, refuse_silent_changes
 from meterflow.hourly_store import read_hours
 from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
+from meterflow.timeutil import HourWindow, warehouse_time
 from meterflow.warehouse.backend import LoadCounts, Warehouse, prepare
 from meterflow.warehouse.schema import TABLES
 
@@ -74,7 +74,7 @@ def _with_history(
         [participant_id],
     )
     current = current.set_index(id_column) if not current.empty else None
-    stamp = pd.Timestamp(now).tz_convert("UTC").tz_localize(None).to_pydatetime()
+    stamp = warehouse_time(now)
     opened = []
     for row in prepare(rows).to_dict("records"):
         if current is not None and row[id_column] in current.index:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from meterflow.timeutil import HourWindow
+from meterflow.timeutil import HourWindow, warehouse_time
 from meterflow.warehouse.backend import Warehouse
 
 
@@ -29,5 +29,5 @@ def property_summary(wh: Warehouse, window: HourWindow) -> pd.DataFrame:
         GROUP BY f.participant_id, f.property_id, p.timezone
         ORDER BY participant, property
         """,
-        [window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)],
+        [warehouse_time(window.start), warehouse_time(window.end)],
     )
