@@ -19,11 +19,11 @@ import pandas as pd
 
 from connectors import CONNECTOR_TYPES, connector_for
 from meterflow.collect import collect_meter
-from meterflow.participants import list_participants, open_storage, read_configuration
+from meterflow.participants import list_participants, read_configuration
 from meterflow.plan import plan_meters
 from meterflow.report import write_latest_report
 from meterflow.shards import ShardReport
-from meterflow.storage import CONFIG_KEY
+from meterflow.storage import CONFIG_KEY, LocalStorage
 from meterflow.timeutil import HourWindow
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.loads import aggregate_window, load_window
@@ -48,7 +48,7 @@ def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWi
     for first in range(0, meters, PER_PARTICIPANT):
         pid = f"p{first // PER_PARTICIPANT:03d}"
         ids = [f"{pid}-m{i:03d}" for i in range(min(PER_PARTICIPANT, meters - first))]
-        storage = open_storage(data_root, pid)
+        storage = LocalStorage(data_root, pid)
         body = PARTICIPANT.format(pid=pid, meters="\n".join(METER.format(id=m) for m in ids))
         storage.write(CONFIG_KEY, body.encode())
         for day in range(days):
@@ -65,7 +65,7 @@ def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWi
 def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
     """Meterflow's domain code with no Prefect: what the dispatch flow orchestrates."""
     for pid in list_participants(data_root):
-        storage = open_storage(data_root, pid)
+        storage = LocalStorage(data_root, pid)
         participant = read_configuration(storage)
         planned = plan_meters(
             storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type]

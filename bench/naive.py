@@ -10,14 +10,15 @@ from prefect.futures import wait
 from blocks import open_warehouse
 from connectors import connector_for
 from meterflow.collect import collect_meter
-from meterflow.participants import list_participants, open_storage, read_configuration
+from meterflow.participants import list_participants, read_configuration
+from meterflow.storage import LocalStorage
 from meterflow.timeutil import HOUR, HourWindow
 from meterflow.warehouse.loads import aggregate_window, load_window
 
 
 @task
 def collect_meter_hour(data_root: str, participant_id: str, meter_id: str, hour) -> int:
-    storage = open_storage(data_root, participant_id)
+    storage = LocalStorage(data_root, participant_id)
     participant = read_configuration(storage)
     meter = participant.meter(meter_id)
     window = HourWindow(hour, hour + HOUR)
@@ -29,7 +30,7 @@ def collect_meter_hour(data_root: str, participant_id: str, meter_id: str, hour)
 @flow
 def naive_dispatch(data_root: str, warehouse: str, window: HourWindow) -> None:
     for pid in list_participants(data_root):
-        storage = open_storage(data_root, pid)
+        storage = LocalStorage(data_root, pid)
         participant = read_configuration(storage)
         futures = [
             collect_meter_hour.submit(data_root, pid, meter.id, hour.to_pydatetime())

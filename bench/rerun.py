@@ -20,8 +20,7 @@ from pathlib import Path
 import duckdb
 
 from bench.fleet import START, print_table, quiet_prefect, timed
-from meterflow.participants import open_storage
-from meterflow.storage import CONFIG_KEY
+from meterflow.storage import CONFIG_KEY, LocalStorage
 from meterflow.timeutil import HourWindow
 
 KEY = "key_" + "be4c" * 8
@@ -73,7 +72,7 @@ def main() -> None:
     data_root, warehouse = work / "data", work / "data" / "warehouse.duckdb"
     window = HourWindow(START, START + timedelta(days=args.days))
     meters = "\n".join(METER.format(n=n, device=device(n)) for n in range(args.meters))
-    open_storage(data_root, "fleet").write(CONFIG_KEY, PARTICIPANT.format(meters=meters).encode())
+    LocalStorage(data_root, "fleet").write(CONFIG_KEY, PARTICIPANT.format(meters=meters).encode())
     devices = [device(n) for n in range(args.meters)]
     emulator = WattwatchersEmulator(
         api_keys={KEY: devices}, first_ts=int((START - timedelta(days=1)).timestamp())

@@ -7,6 +7,7 @@ Register them with `prefect block register -m blocks`. S3 meters use prefect-aws
 from blocks.credentials import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
 from blocks.guardian import GuardianPolicy, load_policy
 from blocks.resolve import access_for, s3_client_for
+from blocks.storage import ParticipantStorage
 from blocks.warehouse import (
     BigQueryWarehouseBlock,
     DuckDBWarehouseBlock,
@@ -19,6 +20,7 @@ __all__ = [
     "DuckDBWarehouseBlock",
     "GuardianPolicy",
     "OpenMeteoSource",
+    "ParticipantStorage",
     "PostgresWarehouseBlock",
     "SolcastCredentials",
     "WattwatchersCredentials",

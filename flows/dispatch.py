@@ -14,10 +14,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from blocks.storage import participant_ids
 from flows.collect import Mode, collect_participant, shard_runner
 from flows.mrv import mrv
 from meterflow.errors import MeterflowError
-from meterflow.participants import list_participants
 from meterflow.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.timeutil import HourWindow, floor_hour
 from tasks.collect import plan_participant
@@ -64,7 +64,7 @@ def dispatch(
     """
     logger = get_run_logger()
     window = resolve_window(start, end, lookback_hours)
-    ids = participants or list_participants(data_root)
+    ids = participants or participant_ids(data_root)
     logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
     outcomes: list[MeterOutcome] = []
     for participant_id in ids:

@@ -17,8 +17,9 @@ from prefect.settings import get_current_settings
 
 from blocks import GuardianPolicy, open_warehouse
 from blocks.resolve import BLOCK_TYPES
-from meterflow.errors import MeterflowError
-from meterflow.participants import list_participants, open_storage, read_configuration
+from blocks.storage import ParticipantStorage, block_name, open_storage, participant_ids
+from meterflow.participants import read_configuration
+from meterflow.storage import CONFIG_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,10 +34,10 @@ class Check:
 def needed_blocks(data_root: str) -> tuple[list[tuple[type, str, str]], list[Check]]:
     """(block type, block name, who needs it) for every participant; unreadable configs."""
     needed, problems = [], []
-    for participant_id in list_participants(data_root):
+    for participant_id in participant_ids(data_root):
         try:
             participant = read_configuration(open_storage(data_root, participant_id))
-        except MeterflowError as exc:
+        except Exception as exc:  # unreachable storage is reported by storage_checks
             problems.append(Check(f"participant {participant_id}: configuration", False, str(exc)))
             continue
         for meter in participant.meters:
@@ -74,21 +75,31 @@ def run_checks(data_root: str, warehouse: str) -> list[Check]:
                     f"{block_type.__name__}(...).save({name!r})"
                 )
                 checks.append(Check(f"block {slug}/{name} ({who})", False, fix))
-    for participant_id in list_participants(data_root):
-        storage = open_storage(data_root, participant_id)
-        checks.append(
-            Check(
-                f"storage of {participant_id}",
-                storage.exists("config/participant.xml"),
-                f"put the participant's XML at {participant_id}/config/participant.xml",
-            )
-        )
+    checks.extend(storage_checks(data_root))
     try:
         with open_warehouse(warehouse) as wh:
             wh.query("SELECT 1 AS ok")
         checks.append(Check(f"warehouse {warehouse}", True))
     except Exception as exc:  # any driver error means: not reachable as configured
         checks.append(Check(f"warehouse {warehouse}", False, f"{type(exc).__name__}: {exc}"))
+    return checks
+
+
+def storage_checks(data_root: str) -> list[Check]:
+    """Each participant's storage answers and holds its configuration."""
+    checks = []
+    for participant_id in participant_ids(data_root):
+        try:
+            storage = open_storage(data_root, participant_id)
+            where = type(storage).__name__
+            found = storage.exists(CONFIG_KEY)
+        except Exception as exc:  # any client error means: not reachable with its block
+            block = f"{ParticipantStorage.get_block_type_slug()}/{block_name(participant_id)}"
+            fix = f"{type(exc).__name__}: {exc}; check the bucket and credentials in block {block}"
+            checks.append(Check(f"storage of {participant_id}", False, fix))
+            continue
+        fix = f"upload the participant's XML to {CONFIG_KEY} in its storage ({where})"
+        checks.append(Check(f"storage of {participant_id} ({where})", found, fix))
     return checks
 
 

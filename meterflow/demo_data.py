@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from meterflow.participants import open_storage
-from meterflow.storage import CONFIG_KEY, Storage
+from meterflow.storage import CONFIG_KEY, LocalStorage, Storage
 from meterflow.timeutil import HourWindow
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "configs" / "examples"
@@ -31,8 +30,8 @@ def generate(data_root: str | Path, window: HourWindow = WINDOW, seed: int = SEE
     """Write both example participants' configuration and source files; return true kWh."""
     rng = np.random.default_rng(seed)
     truth: dict[str, float] = {}
-    acme = open_storage(data_root, "acme")
-    globex = open_storage(data_root, "globex")
+    acme = LocalStorage(data_root, "acme")
+    globex = LocalStorage(data_root, "globex")
     for storage in (acme, globex):
         storage.write(CONFIG_KEY, (EXAMPLES / f"{storage.participant_id}.xml").read_bytes())
 

@@ -8,7 +8,7 @@ from meterflow.config import Participant
 from meterflow.errors import ConfigError, ConfigIssue
 from meterflow.ids import IDENTIFIER
 from meterflow.participant_xml import load_participant
-from meterflow.storage import CONFIG_KEY, LocalStorage, Storage
+from meterflow.storage import CONFIG_KEY, Storage
 
 
 def list_participants(data_root: str | Path) -> list[str]:
@@ -21,10 +21,6 @@ def list_participants(data_root: str | Path) -> list[str]:
         for child in root.iterdir()
         if IDENTIFIER.fullmatch(child.name) and (child / CONFIG_KEY).is_file()
     )
-
-
-def open_storage(data_root: str | Path, participant_id: str) -> LocalStorage:
-    return LocalStorage(data_root, participant_id)
 
 
 def read_configuration(storage: Storage) -> Participant:

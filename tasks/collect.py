@@ -7,10 +7,10 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from blocks import access_for, s3_client_for
+from blocks.storage import open_storage
 from connectors import CONNECTOR_TYPES, connector_for
 from meterflow.collect import collect_meter
 from meterflow.config import Participant
-from meterflow.participants import open_storage
 from meterflow.plan import MeterWindow, plan_meters
 from meterflow.shards import MeterOutcome, ShardReport
 from meterflow.timeutil import HourWindow

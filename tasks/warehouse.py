@@ -9,8 +9,8 @@ from pathlib import Path
 from prefect import task
 
 from blocks import open_warehouse
+from blocks.storage import open_storage
 from meterflow.config import Participant
-from meterflow.participants import open_storage
 from meterflow.report import write_latest_report
 from meterflow.timeutil import HourWindow
 from meterflow.warehouse import LoadCounts, loads

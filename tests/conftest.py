@@ -1,11 +1,15 @@
-"""Shared fixtures: real files on disk, the shared real data set, a Prefect test server."""
+"""Shared fixtures: real files on disk, the shared real data set, a Prefect test server, and
+S3 (moto) and GCS (gcp-storage-emulator) servers on loopback."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
+from gcp_storage_emulator.server import create_server
+from moto.server import ThreadedMotoServer
 
 from meterflow.storage import LocalStorage
 
@@ -33,3 +37,29 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """A moto S3 server on loopback, for the whole session."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> str:
+    """A gcp-storage-emulator server on loopback (in memory), for the whole session."""
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

@@ -4,7 +4,6 @@ against a real local Prefect server."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from meterflow.plan import MeterWindow
 from meterflow.shards import failures
 from meterflow.storage import CONFIG_KEY, LocalStorage
 from meterflow.timeutil import HourWindow
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT = ROOT / ".venv" / "bin" / "prefect"
@@ -46,12 +46,6 @@ def test_parameters_match_the_flow_signature(deployment):
         if name in flow.parameters.required:
             parameters[name] = value
     flow.validate_parameters(parameters)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

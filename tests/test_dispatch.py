@@ -25,7 +25,8 @@ from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
 from flows.dispatch import dispatch
 from flows.mrv import mrv
 from meterflow import demo_data
-from meterflow.participants import open_storage, read_configuration
+from meterflow.participants import read_configuration
+from meterflow.storage import LocalStorage
 from meterflow.timeutil import HourWindow
 
 METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
@@ -198,7 +199,7 @@ def test_dispatch_names_its_run_and_leaves_a_summary_artifact(demo):
             )
         }
     assert flow_run.name == "dispatch/2026-04-03T00Z..2026-04-07T00Z"
-    acme = read_configuration(open_storage(str(data_root), "acme"))
+    acme = read_configuration(LocalStorage(data_root, "acme"))
     shards = sorted(n for n in task_names if n.startswith("collect/acme/"))
     assert len(shards) == -(-len(acme.meters) // SHARD_SIZE)  # every meter, SHARD_SIZE a run
     first, last = acme.meters[0].id, acme.meters[SHARD_SIZE - 1].id

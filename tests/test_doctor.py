@@ -35,7 +35,7 @@ def test_doctor_names_missing_pools_and_blocks_with_the_fix(prefect_server, tmp_
     guardian = checks["block guardian-policy/doctor-guardian (doc/pv MRV)"]
     assert not ww.ok and "WattwatchersCredentials(...).save('doctor-ww')" in ww.fix
     assert not guardian.ok and "GuardianPolicy(...).save('doctor-guardian')" in guardian.fix
-    assert checks["storage of doc"].ok and checks[f"warehouse {warehouse}"].ok
+    assert checks["storage of doc (LocalStorage)"].ok and checks[f"warehouse {warehouse}"].ok
     WattwatchersCredentials(api_key="key_" + "d0c7" * 8).save("doctor-ww", overwrite=True)
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name="meterflow-process", type="process"))

@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import itertools
-import socket
 from datetime import UTC, datetime
 
 import boto3
 import pytest
-from gcp_storage_emulator.server import create_server
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
-from moto.server import ThreadedMotoServer
 
 from meterflow.cloud_storage import GcsStorage, S3Storage
 from meterflow.errors import InvalidIdentifier
@@ -20,40 +17,24 @@ from meterflow.rawlog import Payload, RawLog
 from meterflow.storage import LocalStorage
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3_client():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    client = boto3.client(
+def s3_client(s3_endpoint):
+    return boto3.client(
         "s3",
-        endpoint_url=f"http://{host}:{port}",
+        endpoint_url=s3_endpoint,
         aws_access_key_id="AKIATESTTESTTEST",
         aws_secret_access_key="contract-test-secret",
         region_name="ap-southeast-2",
     )
-    yield client
-    server.stop()
 
 
 @pytest.fixture(scope="module")
-def gcs_client():
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    client = gcs.Client(
+def gcs_client(gcs_endpoint):
+    return gcs.Client(
         project="meterflow-test",
         credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": f"http://127.0.0.1:{port}"},
+        client_options={"api_endpoint": gcs_endpoint},
     )
-    yield client
-    server.stop()
 
 
 BUCKETS = itertools.count()
