@@ -7,8 +7,9 @@ with the account's private key and trades it for an access token (RFC 7523):
   -> 200 {access_token, expires_in, token_type: "Bearer"}; 400 {error: invalid_grant} when the
   assertion is not an RS256 JWT signed by a registered account's key.
 
-Register accounts with `add_account(email, public_key)`; `grants` lists who got tokens, so a
-test can show that the platform used the participant's own service account.
+`service_account(email)` makes a key for a new account and returns its JSON key file contents
+(as `gcloud iam service-accounts keys create` would), pointing at this endpoint; `grants` lists
+who got tokens, so a test can show which account the platform used.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from emulators.base import ApiError, Emulator, RecordedRequest, Response
@@ -38,9 +39,25 @@ class GoogleOAuthEmulator(Emulator):
         self._grants: list[str] = []
         self._state = threading.Lock()
 
-    def add_account(self, email: str, public_key: rsa.RSAPublicKey) -> None:
+    def service_account(self, email: str, project: str) -> dict[str, str]:
+        """A new account's key file contents, its tokens issued by this endpoint."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         with self._state:
-            self._keys[email] = public_key
+            self._keys[email] = key.public_key()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return {
+            "type": "service_account",
+            "project_id": project,
+            "private_key_id": secrets.token_hex(20),
+            "private_key": pem.decode(),
+            "client_email": email,
+            "client_id": str(secrets.randbelow(10**20)),
+            "token_uri": f"{self.url}/token",
+        }
 
     @property
     def grants(self) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.collect import Mode, collect_participant, shard_runner
+from flows.collect import SHARD_DEPLOYMENT, Mode, collect_participant, shard_runner
 from flows.naming import participant_window
 from meterflow.backfill import BackfillRecord, chunks
 from meterflow.errors import MeterflowError
@@ -40,6 +40,7 @@ def backfill(
     warehouse: str = "data/warehouse.duckdb",
     shard_size: int = DEFAULT_SHARD_SIZE,
     mode: Mode = "local",
+    shard_deployment: str = SHARD_DEPLOYMENT,
 ) -> dict:
     """Backfill [start, end) for the participant's meters (all, or `meter_ids`)."""
     logger = get_run_logger()
@@ -58,7 +59,7 @@ def backfill(
     for chunk in todo:
         planned = [MeterWindow(m, chunk, len(chunk.hours())) for m in meters]
         report = collect_participant(
-            data_root, participant, planned, force_override, shard_size, mode
+            data_root, participant, planned, force_override, shard_size, mode, shard_deployment
         )
         failed = failures(report.outcomes)
         if failed:

@@ -2,7 +2,7 @@
 
 Planned meter windows are grouped into shards of `shard_size` meters. With `mode="local"` the
 shards run concurrently as task runs in this process; with `mode="deployments"` each shard is a
-run of the `collect-shard/on-demand` deployment on its work pool (Cloud Run in production), and
+run of the `shard_deployment` (`collect-shard/local`, `collect-shard/gcp` on Cloud Run, ...), and
 this run waits for them all. A failed shard is reported by name; the others still count.
 """
 
@@ -35,7 +35,7 @@ from tasks.collect import collect_shard as collect_shard_task
 from tasks.collect import plan_participant
 from tasks.participants import validate_participant
 
-SHARD_DEPLOYMENT = "collect-shard/on-demand"
+SHARD_DEPLOYMENT = "collect-shard/local"
 Mode = Literal["local", "deployments"]
 
 
@@ -54,13 +54,16 @@ def collect_participant(
     force_override: bool | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     mode: Mode = "local",
+    shard_deployment: str = SHARD_DEPLOYMENT,
 ) -> ShardReport:
-    """Collect the planned meter windows in shards, locally or as deployment runs."""
+    """Collect the planned meter windows in shards, locally or as runs of `shard_deployment`."""
     shards = shard(planned, shard_size)
     labels = [shard_label(i, len(shards), s) for i, s in enumerate(shards)]
     if mode == "deployments":
         return asyncio.run(
-            _run_shard_deployments(data_root, participant, shards, labels, force_override)
+            _run_shard_deployments(
+                shard_deployment, data_root, participant, shards, labels, force_override
+            )
         )
     if len(shards) == 1:  # not worth starting worker processes for
         states = [
@@ -86,6 +89,7 @@ def collect_participant(
 
 
 async def _run_shard_deployments(
+    shard_deployment: str,
     data_root: str,
     participant: Participant,
     shards: list[list[MeterWindow]],
@@ -95,7 +99,7 @@ async def _run_shard_deployments(
     runs = await asyncio.gather(
         *(
             arun_deployment(
-                SHARD_DEPLOYMENT,
+                shard_deployment,
                 parameters={
                     "participant_id": participant.id,
                     "windows": shard_windows(s),
@@ -130,6 +134,7 @@ def collect(
     meter_ids: list[str] | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     mode: Mode = "local",
+    shard_deployment: str = SHARD_DEPLOYMENT,
 ) -> dict:
     """Collect one participant's meters for [start, end) (ISO times, UTC if no offset)."""
     window = HourWindow.parse(start, end)
@@ -137,7 +142,9 @@ def collect(
     planned = plan_participant(data_root, participant, window)
     if meter_ids:
         planned = [p for p in planned if p.meter_id in meter_ids]
-    report = collect_participant(data_root, participant, planned, None, shard_size, mode)
+    report = collect_participant(
+        data_root, participant, planned, None, shard_size, mode, shard_deployment
+    )
     failed = failures(report.outcomes)
     if failed:
         raise MeterflowError("meters failed:\n" + "\n".join(failed))

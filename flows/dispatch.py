@@ -15,7 +15,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from blocks.storage import participant_ids
-from flows.collect import Mode, collect_participant, shard_runner
+from flows.collect import SHARD_DEPLOYMENT, Mode, collect_participant, shard_runner
 from flows.mrv import mrv
 from meterflow.errors import MeterflowError
 from meterflow.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
@@ -52,6 +52,7 @@ def dispatch(
     lookback_hours: int = 24,
     shard_size: int = DEFAULT_SHARD_SIZE,
     mode: Mode = "local",
+    shard_deployment: str = SHARD_DEPLOYMENT,
 ) -> list[dict]:
     """Run every participant's collection, load and aggregation for the window.
 
@@ -59,8 +60,7 @@ def dispatch(
     already complete are skipped, so an hourly schedule also fills gaps after downtime.
     `warehouse` is a DuckDB file path or a warehouse block, e.g. `meterflow-postgresql/prod`.
     Collection runs in shards of `shard_size` meters: concurrently in this process
-    (`mode="local"`), or as runs of the `collect-shard/on-demand` deployment
-    (`mode="deployments"`) on its work pool.
+    (`mode="local"`), or as runs of `shard_deployment` (`mode="deployments"`) on its work pool.
     """
     logger = get_run_logger()
     window = resolve_window(start, end, lookback_hours)
@@ -76,7 +76,7 @@ def dispatch(
             continue
         planned = plan_participant(data_root, participant, window)
         collection = collect_participant(
-            data_root, participant, planned, shard_size=shard_size, mode=mode
+            data_root, participant, planned, None, shard_size, mode, shard_deployment
         )
         outcomes.extend(collection.outcomes)
         if collection.changed:

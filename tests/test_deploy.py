@@ -1,36 +1,40 @@
-"""prefect.yaml: every deployment's parameters fit its flow, and `prefect deploy --all` works
-against a real local Prefect server."""
+"""prefect.yaml: every deployment's parameters fit its flow, `prefect deploy --all` ships all
+three targets to a real Prefect server, and deployments mode runs shards on a real worker."""
 
 from __future__ import annotations
 
-import os
+import json
+import re
 import subprocess
-import time
+import sys
+import tomllib
 from pathlib import Path
 
 import duckdb
 import pytest
 import requests
 import yaml
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage as gcs
 from prefect import flow
 from prefect.deployments import run_deployment
 from prefect.flows import load_flow_from_entrypoint
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from emulators.google_oauth import GoogleOAuthEmulator
 from flows.collect import collect_participant
 from meterflow.participants import read_configuration
 from meterflow.plan import MeterWindow
 from meterflow.shards import failures
 from meterflow.storage import CONFIG_KEY, LocalStorage
 from meterflow.timeutil import HourWindow
-from tests.conftest import free_port
+from tests.processes import ROOT, prefect_cli, prefect_server, start_worker, talking_to
 
-ROOT = Path(__file__).resolve().parent.parent
-PREFECT = ROOT / ".venv" / "bin" / "prefect"
 DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
 
 
-@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["entrypoint"])
+@pytest.mark.parametrize(
+    "deployment", DEPLOYMENTS, ids=lambda d: f"{d['entrypoint'].split(':')[1]}/{d['name']}"
+)
 def test_parameters_match_the_flow_signature(deployment):
     flow = load_flow_from_entrypoint(
         str(ROOT / deployment["entrypoint"]), use_placeholder_flow=False
@@ -50,51 +54,68 @@ def test_parameters_match_the_flow_signature(deployment):
 
 @pytest.fixture
 def prefect_api(tmp_path):
-    """A real `prefect server start` on a free loopback port, stopped at the end."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": "",
-    }
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("prefect server did not start:\n" + (tmp_path / "server.log").read_text())
-        yield url, {**env, "PREFECT_API_URL": url}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    """A real `prefect server start` (SQLite), stopped at the end."""
+    with prefect_server(tmp_path / "prefect") as api:
+        yield api
+
+
+TARGET_ENV = {
+    "METERFLOW_IMAGE": "europe-docker.pkg.dev/meterflow-test/meterflow/worker:0.1.0",
+    "METERFLOW_GCP_REGION": "australia-southeast1",
+    "METERFLOW_GCP_SERVICE_ACCOUNT": "meterflow-runs@meterflow-test.iam.gserviceaccount.com",
+    "METERFLOW_CODE_BUCKET": "meterflow-test-code",
+    "METERFLOW_ECS_CLUSTER": "meterflow",
+    "METERFLOW_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/meterflow-task",
+    "METERFLOW_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/meterflow-exec",
+    "METERFLOW_GIT_REPOSITORY": str(ROOT),
+}
+DEPLOYER = "deployer@meterflow-test.iam.gserviceaccount.com"
+
+
+def test_every_step_reference_names_an_earlier_step():
+    """A mistyped step id is not reported by `prefect deploy`: check the ids here."""
+    for deployment in DEPLOYMENTS:
+        ids = set()
+        for step in [*deployment.get("push", []), *deployment.get("pull", [])]:
+            ((_, spec),) = step.items()
+            for reference in re.findall(r"{{\s*([\w-]+)\.\w+\s*}}", yaml.safe_dump(spec)):
+                assert reference in ids | {"prefect"}, (deployment["name"], reference)
+            ids.add(spec.get("id"))
 
 
 @pytest.mark.server
-def test_blocks_register_and_prefect_deploy_all_registers_every_deployment(prefect_api):
+def test_blocks_register_and_prefect_deploy_all_ships_every_target(
+    prefect_api, gcs_endpoint, tmp_path
+):
+    with GoogleOAuthEmulator() as oauth:
+        deploy_every_target(prefect_api, gcs_endpoint, oauth, tmp_path)
+        assert set(oauth.grants) == {DEPLOYER}  # pushed and pulled with the deployer's account
+
+
+def deploy_every_target(prefect_api, gcs_endpoint, oauth, tmp_path):
+    """All 21 deployments deploy to real process, cloud-run-v2 and ecs pools; the GCP ones push
+    the code to a bucket (the GCS emulator), and each target's pull steps fetch it back."""
     url, env = prefect_api
-
-    def prefect(*args: str) -> str:
-        out = subprocess.run([PREFECT, *args], cwd=ROOT, env=env, capture_output=True, text=True)
-        assert out.returncode == 0, out.stdout + out.stderr
-        return out.stdout
-
-    prefect("work-pool", "create", "--type", "process", "meterflow-process")
-    registered = prefect("block", "register", "-m", "blocks")
-    assert "Successfully registered 7 blocks" in registered, registered
+    branch = subprocess.run(
+        ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    deployer = tmp_path / "deployer.json"  # application default credentials, as after gcloud
+    deployer.write_text(json.dumps(oauth.service_account(DEPLOYER, "meterflow-test")))
+    env = {**env, **TARGET_ENV, "METERFLOW_GIT_BRANCH": branch}
+    env |= {"STORAGE_EMULATOR_HOST": gcs_endpoint, "GOOGLE_APPLICATION_CREDENTIALS": str(deployer)}
+    gcs.Client(
+        project="meterflow-test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": gcs_endpoint},
+    ).create_bucket(TARGET_ENV["METERFLOW_CODE_BUCKET"])
+    for kind, pool in (
+        ("process", "meterflow-process"),
+        ("cloud-run-v2", "meterflow-cloud-run"),
+        ("ecs", "meterflow-ecs"),
+    ):
+        prefect_cli(env, "work-pool", "create", "--type", kind, pool)
+    registered = prefect_cli(env, "block", "register", "-m", "blocks")
+    assert "Successfully registered 8 blocks" in registered, registered
     block_types = requests.post(f"{url}/block_types/filter", json={}, timeout=10).json()
     assert {
         "wattwatchers-credentials",
@@ -104,24 +125,54 @@ def test_blocks_register_and_prefect_deploy_all_registers_every_deployment(prefe
         "meterflow-duckdb",
         "meterflow-postgresql",
         "meterflow-bigquery",
+        "meterflow-participant-storage",
     } <= {b["slug"] for b in block_types}
-    prefect("--no-prompt", "deploy", "--all")
+    prefect_cli(env, "--no-prompt", "deploy", "--all")
     deployments = requests.post(f"{url}/deployments/filter", json={}, timeout=10).json()
     flows = {f["id"]: f["name"] for f in requests.post(f"{url}/flows/filter", json={}).json()}
     names = {f"{flows[d['flow_id']]}/{d['name']}": d for d in deployments}
-    assert set(names) == {
-        "dispatch/hourly",
-        "collect/on-demand",
-        "collect-shard/on-demand",
-        "load/on-demand",
-        "aggregate/on-demand",
-        "backfill/on-demand",
-        "mrv/on-demand",
-    }
-    assert all(d["work_pool_name"] == "meterflow-process" for d in deployments)
-    (schedule,) = names["dispatch/hourly"]["schedules"]
-    assert schedule["schedule"]["cron"] == "5 * * * *"
-    assert schedule["schedule"]["timezone"] == "UTC"
+    flow_names = ["dispatch", "collect", "collect-shard", "load", "aggregate", "backfill", "mrv"]
+    pools = {"local": "meterflow-process", "gcp": "meterflow-cloud-run", "aws": "meterflow-ecs"}
+    assert set(names) == {f"{f}/{target}" for f in flow_names for target in pools}
+    for name, deployment in names.items():
+        assert deployment["work_pool_name"] == pools[name.split("/")[1]], name
+    for target in pools:
+        (schedule,) = names[f"dispatch/{target}"]["schedules"]
+        cron = schedule["schedule"]
+        assert (cron["cron"], cron["timezone"]) == ("5 * * * *", "UTC")
+    cloud_run = names["collect-shard/gcp"]["job_variables"]
+    assert cloud_run["image"] == TARGET_ENV["METERFLOW_IMAGE"]
+    assert cloud_run["region"] == "australia-southeast1"
+    assert (cloud_run["cpu"], cloud_run["memory"], cloud_run["timeout"]) == ("2000m", "4Gi", 3600)
+    assert cloud_run["service_account_name"] == TARGET_ENV["METERFLOW_GCP_SERVICE_ACCOUNT"]
+    ecs = names["collect-shard/aws"]["job_variables"]
+    assert (ecs["cpu"], ecs["memory"], ecs["launch_type"]) == (2048, 4096, "FARGATE")
+    assert names["dispatch/gcp"]["parameters"]["shard_deployment"] == "collect-shard/gcp"
+    assert names["dispatch/aws"]["parameters"]["shard_deployment"] == "collect-shard/aws"
+
+    for target in ("gcp", "aws"):
+        workdir = tmp_path / f"pulled-{target}"
+        workdir.mkdir()
+        pulled = pull_code(names[f"dispatch/{target}"]["pull_steps"], workdir, env)
+        assert (pulled / "flows" / "dispatch.py").is_file(), target
+        assert (pulled / "configs" / "participant.xsd").is_file(), target
+        assert not (pulled / ".venv").exists(), target
+
+
+def pull_code(steps: list[dict], workdir: Path, env: dict[str, str]) -> Path:
+    """Run a deployment's stored pull steps in `workdir`, as a worker's flow run does first."""
+    script = (
+        "import asyncio, json, os, sys\n"
+        "from prefect.deployments.steps.core import run_steps\n"
+        "asyncio.run(run_steps(json.loads(sys.argv[1])))\n"
+        "print(os.getcwd())\n"
+    )
+    out = subprocess.run(
+        [ROOT / ".venv" / "bin" / "python", "-c", script, json.dumps(steps)],
+        cwd=workdir, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    return Path(out.stdout.strip().splitlines()[-1])
 
 
 SHARDED = """<participant id="acme" name="Acme">
@@ -149,26 +200,15 @@ def sharded_participant(data_root: Path) -> None:
 @pytest.mark.server
 def test_dispatch_in_deployments_mode_runs_each_shard_on_the_work_pool(prefect_api, tmp_path):
     url, env = prefect_api
-    for args in (
-        ["work-pool", "create", "--type", "process", "meterflow-process"],
-        ["--no-prompt", "deploy", "--all"],
-    ):
-        out = subprocess.run([PREFECT, *args], cwd=ROOT, env=env, capture_output=True, text=True)
-        assert out.returncode == 0, out.stdout + out.stderr
+    prefect_cli(env, "work-pool", "create", "--type", "process", "meterflow-process")
+    prefect_cli(env, "--no-prompt", "deploy", "-n", "*/local")
     data_root = tmp_path / "data"
     sharded_participant(data_root)
-    worker_log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [PREFECT, "worker", "start", "--pool", "meterflow-process"],
-        cwd=ROOT,
-        env=env,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(env, "only", tmp_path / "worker.log")
     try:
-        with temporary_settings({PREFECT_API_URL: url}):
+        with talking_to(url):
             run = run_deployment(
-                "dispatch/hourly",
+                "dispatch/local",
                 parameters={
                     "start": "2026-04-01T00:00+00:00",
                     "end": "2026-04-02T00:00+00:00",
@@ -187,10 +227,8 @@ def test_dispatch_in_deployments_mode_runs_each_shard_on_the_work_pool(prefect_a
             ).json()
             failed = ghost_shard(data_root)
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-        worker_log.close()
-    assert run.state.is_completed(), (tmp_path / "worker.log").read_text()[-3000:]
+        worker.stop()
+    assert run.state.is_completed(), worker.text()[-3000:]
     shard_runs = sorted(r["name"] for r in shards if r["name"].startswith("collect-shard/"))
     assert shard_runs == [
         "collect-shard/acme/shard-1-of-2 (m1..m2)",
@@ -220,3 +258,21 @@ def ghost_shard(data_root: Path) -> list[str]:
         return failures(report.outcomes)
 
     return one_bad_shard()
+
+
+def test_worker_image_installs_every_runtime_dependency_at_its_locked_version():
+    """The Dockerfile builds on the Python the tests ran on and installs pyproject's runtime
+    dependencies constrained by the lock, so each one must have an exact pin there."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    (python,) = re.findall(r"^FROM python:(\d+\.\d+)\.\d+-slim", dockerfile, re.M)
+    assert python == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert "--constraint requirements.lock" in dockerfile
+    pinned = {
+        re.split(r"[=\[]", line)[0].lower().replace("_", "-")
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name = re.split(r"[<>=\[ ;]", requirement)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is not pinned in requirements.lock"

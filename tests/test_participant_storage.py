@@ -8,8 +8,6 @@ import itertools
 
 import duckdb
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from prefect.client.orchestration import get_client
 from prefect_aws import AwsCredentials, S3Bucket
 from prefect_gcp import GcpCredentials
@@ -49,22 +47,9 @@ def s3_block(endpoint: str, bucket: str) -> S3Bucket:
     return S3Bucket(bucket_name=bucket, credentials=credentials)
 
 
-def gcs_block(token_url: str, oauth: GoogleOAuthEmulator, bucket: str) -> GcsBucket:
+def gcs_block(oauth: GoogleOAuthEmulator, bucket: str) -> GcsBucket:
     """A bucket reached with a service account's key, exchanged for a token as on GCP."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    oauth.add_account(SERVICE_ACCOUNT, key.public_key())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": "meterflow-test",
-        "private_key_id": "k1",
-        "private_key": pem,
-        "client_email": SERVICE_ACCOUNT,
-        "client_id": "1",
-        "token_uri": token_url,
-    }
+    info = oauth.service_account(SERVICE_ACCOUNT, "meterflow-test")
     credentials = GcpCredentials(service_account_info=info, project="meterflow-test")
     credentials.get_cloud_storage_client().create_bucket(bucket)
     return GcsBucket(bucket=bucket, gcp_credentials=credentials)
@@ -80,7 +65,7 @@ def tenants(prefect_server, s3_endpoint, gcs_endpoint, tmp_path, monkeypatch):
         ParticipantStorage(
             participant="s3-tenant", bucket=s3_block(s3_endpoint, f"s3-tenant-{next(BUCKETS)}")
         ).save("s3-tenant", overwrite=True)
-        gcs = gcs_block(f"{oauth.url}/token", oauth, f"gcs-tenant-{next(BUCKETS)}")
+        gcs = gcs_block(oauth, f"gcs-tenant-{next(BUCKETS)}")
         ParticipantStorage(participant="gcs-tenant", bucket=gcs).save("gcs-tenant", overwrite=True)
         try:
             for pid, value in PARTICIPANTS.items():
