@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     doctor = commands.add_parser("doctor", help="check API, work pools, blocks, storage, warehouse")
     doctor.add_argument("--data-root", default="data")
     doctor.add_argument("--warehouse", default="data/warehouse.duckdb")
+    doctor.add_argument(
+        "--target", default="local", choices=["local", "gcp", "aws"], help="prefect.yaml target"
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -354,7 +357,7 @@ def _doctor(args) -> int:
     _quiet_prefect()
     from flows.doctor import run_checks
 
-    checks = run_checks(args.data_root, args.warehouse)
+    checks = run_checks(args.data_root, args.warehouse, args.target)
     for check in checks:
         print(f"{'ok     ' if check.ok else 'MISSING'} {check.what}")
         if not check.ok:

@@ -49,19 +49,29 @@ def needed_blocks(data_root: str) -> tuple[list[tuple[type, str, str]], list[Che
     return needed, problems
 
 
-def run_checks(data_root: str, warehouse: str) -> list[Check]:
+def run_checks(data_root: str, warehouse: str, target: str = "local") -> list[Check]:
     checks = []
     api = get_current_settings().api.url or "a temporary local server (PREFECT_API_URL unset)"
     with get_client(sync_client=True) as client:
         healthy = client.api_healthcheck() is None
         checks.append(Check(f"Prefect API {api}", healthy, "start it: make ui"))
-        for pool in _work_pools():
+        for pool, kind in work_pools(target).items():
             try:
-                client.read_work_pool(pool)
-                checks.append(Check(f"work pool {pool}", True))
+                found = client.read_work_pool(pool).type
+                checks.append(
+                    Check(f"work pool {pool} ({kind})", found == kind, f"it is a {found} pool")
+                )
             except ObjectNotFound:
-                fix = f"prefect work-pool create --type process {pool}"
-                checks.append(Check(f"work pool {pool}", False, fix))
+                fix = f"prefect work-pool create --type {kind} {pool}"
+                checks.append(Check(f"work pool {pool} ({kind})", False, fix))
+        for slug in result_blocks(target):
+            block_type, name = slug.split("/", 1)
+            try:
+                client.read_block_document_by_name(name, block_type)
+                checks.append(Check(f"result storage {slug}", True))
+            except ObjectNotFound:
+                fix = f"create the bucket and the {block_type} block {name!r} ({DEPLOY_DOCS})"
+                checks.append(Check(f"result storage {slug}", False, fix))
         needed, problems = needed_blocks(data_root)
         checks.extend(problems)
         for block_type, name, who in sorted(set(needed), key=lambda n: (n[1], n[2])):
@@ -103,6 +113,27 @@ def storage_checks(data_root: str) -> list[Check]:
     return checks
 
 
-def _work_pools() -> list[str]:
+POOL_TYPES = {"local": "process", "gcp": "cloud-run-v2", "aws": "ecs"}
+
+
+DEPLOY_DOCS = "docs/deploy-gcp.md, docs/deploy-aws.md"
+
+
+def _deployments(target: str) -> list[dict]:
     deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-    return sorted({d["work_pool"]["name"] for d in deployments})
+    return [d for d in deployments if d["name"] == target]
+
+
+def work_pools(target: str) -> dict[str, str]:
+    """Pool name -> type, for the deployments of one prefect.yaml target (`local`, `gcp`, `aws`)."""
+    return {d["work_pool"]["name"]: POOL_TYPES[target] for d in _deployments(target)}
+
+
+def result_blocks(target: str) -> set[str]:
+    """The result storage blocks the target's jobs write shard results to (cloud targets)."""
+    return {
+        env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]
+        for d in _deployments(target)
+        if "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"
+        in (env := d["work_pool"].get("job_variables", {}).get("env", {}))
+    }

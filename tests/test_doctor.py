@@ -41,7 +41,11 @@ def test_doctor_names_missing_pools_and_blocks_with_the_fix(prefect_server, tmp_
         client.create_work_pool(WorkPoolCreate(name="meterflow-process", type="process"))
     again = by_name(run_checks(str(data_root), warehouse))
     assert again["block wattwatchers-credentials/doctor-ww (doc/pv)"].ok
-    assert again["work pool meterflow-process"].ok
+    assert again["work pool meterflow-process (process)"].ok
+    cloud = by_name(run_checks(str(data_root), warehouse, "gcp"))
+    fix = "prefect work-pool create --type cloud-run-v2 meterflow-cloud-run"
+    assert cloud["work pool meterflow-cloud-run (cloud-run-v2)"].fix == fix
+    assert not cloud["result storage gcs-bucket/meterflow-results"].ok
     assert not again["block guardian-policy/doctor-guardian (doc/pv MRV)"].ok
     missing = by_name(run_checks(str(data_root), "meterflow-postgresql/nowhere"))
     assert not missing["warehouse meterflow-postgresql/nowhere"].ok
