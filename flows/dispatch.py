@@ -22,7 +22,7 @@ from meterflow.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.timeutil import HourWindow, floor_hour
 from tasks.collect import plan_participant
 from tasks.participants import validate_participant
-from tasks.warehouse import aggregate_window, load_window, report_window
+from tasks.warehouse import load_changes, report_window
 
 
 class DispatchFailed(MeterflowError):
@@ -79,10 +79,10 @@ def dispatch(
             data_root, participant, planned, None, shard_size, mode, shard_deployment
         )
         outcomes.extend(collection.outcomes)
-        if collection.changed:
-            try:
-                load_window(data_root, warehouse, participant, collection.changed)
-                aggregate_window(data_root, warehouse, participant, collection.changed)
+        try:
+            # What this run changed, and what an earlier run stored but never loaded.
+            loaded = load_changes(data_root, warehouse, participant)
+            if loaded:
                 path = report_window(data_root, warehouse, participant, window)
                 create_link_artifact(
                     key=f"report-{participant_id}",
@@ -90,15 +90,15 @@ def dispatch(
                     link_text=f"Benchmarking report: {participant.name}",
                     description=f"Latest report for {participant_id}, {window}",
                 )
-            except Exception as exc:  # e.g. the warehouse file is locked by another writer
-                why = f"warehouse load or report failed: {type(exc).__name__}: {exc}"
-                logger.error("participant %s: %s", participant_id, why)
-                outcomes.append(MeterOutcome(participant_id, "*", status="failed", why=why))
-                continue
+        except Exception as exc:  # e.g. the warehouse file is locked by another writer
+            why = f"warehouse load or report failed: {type(exc).__name__}: {exc}"
+            logger.error("participant %s: %s", participant_id, why)
+            outcomes.append(MeterOutcome(participant_id, "*", status="failed", why=why))
+            continue
         if any(meter.jobs for meter in participant.meters):
             try:
                 # Nothing new: only what waits is submitted or reconciled.
-                changed = collection.changed.start if collection.changed else window.end
+                changed = loaded[0].start if loaded else window.end
                 mrv(
                     participant_id,
                     window.end.isoformat(),

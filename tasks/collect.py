@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from blocks import access_for, s3_client_for
 from blocks.storage import open_storage
 from connectors import CONNECTOR_TYPES, connector_for
+from meterflow import unloaded
 from meterflow.collect import collect_meter
 from meterflow.config import Participant
 from meterflow.plan import MeterWindow, plan_meters
@@ -69,6 +70,8 @@ def collect_shard(
             logger.warning("%s: deferred: %s", meter.id, result.deferred)
         for reason in result.rejected:
             logger.warning("%s: quarantined: %s", meter.id, reason)
+    if report.changed:
+        unloaded.mark(storage, report.changed)
     logger.info(
         "%s/%s: %d meters, %d hours changed, %d missing",
         participant.id,

@@ -21,12 +21,13 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 
+from flows.collect import collect
 from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
 from flows.dispatch import dispatch
 from flows.mrv import mrv
-from meterflow import demo_data
+from meterflow import demo_data, unloaded
 from meterflow.participants import read_configuration
-from meterflow.storage import LocalStorage
+from meterflow.storage import CONFIG_KEY, LocalStorage
 from meterflow.timeutil import HourWindow
 
 METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
@@ -332,3 +333,33 @@ def test_the_mrv_flow_on_its_own_for_the_whole_period_sends_nothing_new(demo):
         )
     (artifact,) = [a for a in artifacts if a.key == "mrv-acme"]
     assert "nothing new" in artifact.description
+
+
+CSV_PARTICIPANT = """<participant id="later" name="Loaded later">
+  <properties>
+    <property id="hq" name="HQ" timezone="Australia/Sydney" country="AU" floorArea="100">
+      <meter id="m1" dataType="energy">
+        <csv path="exports/m1/" kind="interval" unit="kWh" intervalMinutes="60"/></meter>
+    </property>
+  </properties>
+</participant>"""
+
+
+def test_hours_stored_but_never_loaded_are_loaded_by_the_next_dispatch(prefect_server, tmp_path):
+    """An on-demand `collect` (or a dispatcher lost between collecting and loading) leaves its
+    hours in storage only; the next dispatch finds nothing to collect and still loads them."""
+    data_root = tmp_path / "data"
+    storage = LocalStorage(data_root, "later")
+    storage.write(CONFIG_KEY, CSV_PARTICIPANT.encode())
+    rows = "".join(f"2026-04-01T{h:02d}:00:00Z,{h}\n" for h in range(24))
+    storage.write("exports/m1/day.csv", ("timestamp,value\n" + rows).encode())
+    day = {"start": "2026-04-01T00:00+00:00", "end": "2026-04-02T00:00+00:00"}
+    collect("later", **day, data_root=str(data_root))
+    assert storage.list(unloaded.PREFIX)  # collected, marked, not loaded
+    warehouse = str(tmp_path / "warehouse.duckdb")
+    summary = dispatch(**day, data_root=str(data_root), warehouse=warehouse)
+    assert [r["hours_new"] for r in summary] == [0]
+    with duckdb.connect(warehouse, read_only=True) as con:
+        loaded = con.execute("SELECT count(*), sum(value) FROM fact_meter_hourly").fetchone()
+    assert loaded == (24, sum(range(24)))
+    assert storage.list(unloaded.PREFIX) == []
