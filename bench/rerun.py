@@ -50,7 +50,7 @@ def snapshot(data_root: Path, warehouse: Path) -> tuple[set, dict]:
     files = {
         str(p.relative_to(data_root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in data_root.rglob("*")
-        if p.is_file() and p != warehouse and not {".platform", "reports"} & set(p.parts)
+        if p.is_file() and p != warehouse and not {".platform", "reports", "state"} & set(p.parts)
     }
     return rows, files
 

@@ -7,10 +7,9 @@ rewrites; False rebuilds the hours from the raw archive without calling any sour
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 
+from blocks.storage import open_storage
 from flows.collect import SHARD_DEPLOYMENT, Mode, collect_participant, shard_runner
 from flows.naming import participant_window
 from meterflow.backfill import BackfillRecord, chunks
@@ -23,9 +22,9 @@ from tasks.warehouse import aggregate_window, load_window, marks_within, unmark
 
 
 def record_for(data_root: str, participant_id: str, meter_ids, window, force_override):
-    return BackfillRecord(
-        Path(data_root) / ".platform", participant_id, meter_ids, window, force_override
-    )
+    """The backfill's record, in the participant's storage."""
+    storage = open_storage(data_root, participant_id)
+    return BackfillRecord(storage, meter_ids, window, force_override)
 
 
 @flow(flow_run_name=participant_window, task_runner=shard_runner())

@@ -1,7 +1,8 @@
 """Backfills in chunks that are recorded when done, so an interrupted backfill resumes.
 
-The record lives in the platform's state folder, keyed by what was asked (participant, meters,
-span, force_override): running the same backfill again does only the chunks not yet done.
+The record lives in the participant's own storage (`state/backfills/`), so it survives the
+worker or Cloud Run job that wrote it; it is keyed by what was asked (participant, meters, span,
+force_override): running the same backfill again does only the chunks not yet done.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
-from pathlib import Path
 
+from meterflow.storage import Storage
 from meterflow.timeutil import HourWindow
 
 
@@ -28,26 +29,25 @@ class BackfillRecord:
 
     def __init__(
         self,
-        state_dir: Path,
-        participant_id: str,
+        storage: Storage,
         meter_ids: list[str] | None,
         window: HourWindow,
         force_override: bool,
     ):
         asked = json.dumps(
-            [participant_id, sorted(meter_ids or []), str(window), force_override]
+            [storage.participant_id, sorted(meter_ids or []), str(window), force_override]
         ).encode()
-        self.path = state_dir / "backfills" / f"{hashlib.sha256(asked).hexdigest()[:16]}.json"
+        self.storage = storage
+        self.key = f"state/backfills/{hashlib.sha256(asked).hexdigest()[:16]}.json"
 
     def done(self) -> set[str]:
-        return set(json.loads(self.path.read_text())["done"]) if self.path.exists() else set()
+        if not self.storage.exists(self.key):
+            return set()
+        return set(json.loads(self.storage.read(self.key))["done"])
 
     def mark(self, chunk: HourWindow) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         done = sorted(self.done() | {str(chunk)})
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"done": done}, indent=1))
-        tmp.replace(self.path)
+        self.storage.write(self.key, json.dumps({"done": done}, indent=1).encode())
 
     def pending(self, window: HourWindow, days: int) -> list[HourWindow]:
         done = self.done()

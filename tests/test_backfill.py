@@ -13,8 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.backfill import backfill, record_for
+from flows.backfill import backfill
 from meterflow import demo_data
+from meterflow.backfill import BackfillRecord
+from meterflow.storage import LocalStorage
 from meterflow.timeutil import HourWindow
 
 METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
@@ -85,7 +87,7 @@ def uninterrupted(prefect_server, tmp_path_factory):
 def test_killed_backfill_resumes_and_ends_with_the_same_warehouse(uninterrupted, tmp_path):
     data_root = tmp_path / "data"
     demo_data.generate(data_root, WINDOW)
-    record = record_for(str(data_root), "acme", METERS, WINDOW, True)
+    record = BackfillRecord(LocalStorage(data_root, "acme"), METERS, WINDOW, True)
     first = cli(data_root, tmp_path / "prefect")
     deadline = time.monotonic() + 120
     while len(record.done()) < 1 and first.poll() is None and time.monotonic() < deadline:
