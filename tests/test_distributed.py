@@ -5,7 +5,8 @@ every local deployment, two `prefect worker` processes and `dispatch` fanning co
 Worker A also serves the `dispatcher` queue, so the dispatch run always lands on A and worker B
 can be lost without losing the dispatcher. Losing B mid-run: every process of B is SIGKILLed;
 its unfinished shard runs are marked Crashed, as Prefect's zombie-flow automation (or an
-operator) does; the dispatch ends Failed naming them; the rerun collects only their meters.
+operator) does; the dispatch ends Failed naming them; the rerun collects only the meters whose
+hours never reached storage.
 """
 
 from __future__ import annotations
@@ -212,19 +213,24 @@ def test_two_workers_share_the_shards_and_a_rerun_after_losing_one_redoes_only_i
     lost = kill_worker_b_while_it_runs_a_shard(url, workers)
     with talking_to(url), get_client(sync_client=True) as client:
         for run_id in lost:  # what the zombie-flow automation, or an operator, does
-            client.set_flow_run_state(run_id, Crashed(message="worker-b lost"), force=True)
+            client.set_flow_run_state(run_id, Crashed(message="worker-b lost"))
     state = wait_final(url, str(second.id))
     runs = shard_runs(url, second)
     ran_on = submitted_runs(("worker-a", workers["A"]), ("worker-b", workers["B"]))
     with capsys.disabled():
         print_table("day 2, worker-b killed mid-run", runs, ran_on)
-    crashed = {meter_of(r) for r in runs if r["id"] in lost}
+    crashed = {meter_of(r) for r in runs if r["state_type"] == "CRASHED"}
     assert state["type"] == "FAILED"
-    for run in runs:
+    for run in runs:  # a lost run whose last state change was already on its way may complete
         named = f"shard run {run['name']} ended Crashed" in state["message"]
-        assert named == (run["id"] in lost), (run["name"], state["message"])
+        assert run["id"] in lost if named else run["state_type"] != "CRASHED", run["name"]
     assert crashed and crashed < all_meters
-    assert set(warehouse_hours(data_root, DAY_2)) == all_meters - crashed
+    # Whatever reached storage is loaded, also from a shard killed after writing its hours.
+    stored = warehouse_hours(data_root, DAY_2)
+    assert set(stored) >= all_meters - crashed
+    assert set(stored.values()) == {(24, 24)}
+    missing = all_meters - set(stored)
+    assert missing and missing <= crashed
 
     # 3. The rerun collects the lost shards' meters only, and the day is complete.
     rerun = dispatch_run(url, data_root, DAY_2, timeout=300)
@@ -234,7 +240,7 @@ def test_two_workers_share_the_shards_and_a_rerun_after_losing_one_redoes_only_i
         ran_on = submitted_runs(("worker-a", workers["A"]))
         print_table("day 2 rerun, worker-a alone", redone, ran_on)
         print(f"distributed test: {time.monotonic() - started:.0f} s from first dispatch")
-    assert {meter_of(r) for r in redone} == crashed
+    assert {meter_of(r) for r in redone} == missing
     assert all(r["state_type"] == "COMPLETED" for r in redone)
     assert warehouse_hours(data_root, DAY_2) == dict.fromkeys(all_meters, (24, 24))
     assert warehouse_hours(data_root, DAY_1) == dict.fromkeys(all_meters, (24, 24))
