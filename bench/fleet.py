@@ -19,6 +19,7 @@ import pandas as pd
 
 from connectors import CONNECTOR_TYPES, connector_for
 from meterflow.collect import collect_meter
+from meterflow.fleets import csv_meter, participant_xml
 from meterflow.participants import list_participants, read_configuration
 from meterflow.plan import plan_meters
 from meterflow.report import write_latest_report
@@ -30,16 +31,6 @@ from meterflow.warehouse.loads import aggregate_window, load_window
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
 PER_PARTICIPANT = 100
-PARTICIPANT = """<participant id="{pid}" name="Fleet {pid}">
-  <properties>
-    <property id="{pid}-site" name="Site" timezone="Australia/Sydney" country="AU" floorArea="1000">
-{meters}
-    </property>
-  </properties>
-</participant>"""
-METER = """      <meter id="{id}" dataType="energy">
-        <csv path="exports/{id}/" kind="interval" unit="kWh" intervalMinutes="5"/>
-      </meter>"""
 
 
 def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWindow:
@@ -49,8 +40,8 @@ def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWi
         pid = f"p{first // PER_PARTICIPANT:03d}"
         ids = [f"{pid}-m{i:03d}" for i in range(min(PER_PARTICIPANT, meters - first))]
         storage = LocalStorage(data_root, pid)
-        body = PARTICIPANT.format(pid=pid, meters="\n".join(METER.format(id=m) for m in ids))
-        storage.write(CONFIG_KEY, body.encode())
+        meter_xml = [csv_meter(m, interval_minutes=5) for m in ids]
+        storage.write(CONFIG_KEY, participant_xml(pid, meter_xml, site=f"{pid}-site"))
         for day in range(days):
             stamps = pd.date_range(START + timedelta(days=day), periods=288, freq="5min")
             column = np.array(stamps.strftime("%Y-%m-%dT%H:%M:%SZ"), dtype=object)

@@ -20,21 +20,12 @@ from pathlib import Path
 import duckdb
 
 from bench.fleet import START, print_table, quiet_prefect, timed
+from meterflow.fleets import participant_xml, wattwatchers_meter
 from meterflow.storage import CONFIG_KEY, LocalStorage
 from meterflow.timeutil import HourWindow
 
 KEY = "key_" + "be4c" * 8
-METER = """      <meter id="ww-{n:03d}" dataType="energy" credentials="bench-wattwatchers"
-             deviceId="{device}">
-        <wattwatchers device="{device}" channels="Mains" quantity="eReal"/>
-      </meter>"""
-PARTICIPANT = """<participant id="fleet" name="Wattwatchers fleet">
-  <properties>
-    <property id="site" name="Site" timezone="Australia/Sydney" country="AU" floorArea="1000">
-{meters}
-    </property>
-  </properties>
-</participant>"""
+BLOCK = "bench-wattwatchers"
 
 
 def device(n: int) -> str:
@@ -71,8 +62,8 @@ def main() -> None:
 
     data_root, warehouse = work / "data", work / "data" / "warehouse.duckdb"
     window = HourWindow(START, START + timedelta(days=args.days))
-    meters = "\n".join(METER.format(n=n, device=device(n)) for n in range(args.meters))
-    LocalStorage(data_root, "fleet").write(CONFIG_KEY, PARTICIPANT.format(meters=meters).encode())
+    meters = [wattwatchers_meter(f"ww-{n:03d}", device(n), BLOCK) for n in range(args.meters)]
+    LocalStorage(data_root, "fleet").write(CONFIG_KEY, participant_xml("fleet", meters))
     devices = [device(n) for n in range(args.meters)]
     emulator = WattwatchersEmulator(
         api_keys={KEY: devices}, first_ts=int((START - timedelta(days=1)).timestamp())
@@ -82,7 +73,7 @@ def main() -> None:
     runs = []
     try:
         with prefect_test_harness(server_startup_timeout=90), emulator:
-            WattwatchersCredentials(api_key=KEY, base_url=emulator.url).save("bench-wattwatchers")
+            WattwatchersCredentials(api_key=KEY, base_url=emulator.url).save(BLOCK)
             for name, run in (
                 ("first dispatch", lambda: dispatch(**span, **places)),
                 ("rerun: dispatch", lambda: dispatch(**span, **places)),

@@ -22,6 +22,7 @@ from prefect.flows import load_flow_from_entrypoint
 
 from emulators.google_oauth import GoogleOAuthEmulator
 from flows.collect import collect_participant
+from meterflow.fleets import csv_meter, participant_xml
 from meterflow.participants import read_configuration
 from meterflow.plan import MeterWindow
 from meterflow.shards import failures
@@ -175,23 +176,13 @@ def pull_code(steps: list[dict], workdir: Path, env: dict[str, str]) -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-SHARDED = """<participant id="acme" name="Acme">
-  <properties>
-    <property id="hq" name="HQ" timezone="Australia/Sydney" country="AU" floorArea="100">
-      {meters}
-    </property>
-  </properties>
-</participant>"""
-METER = """<meter id="{id}" dataType="energy">
-        <csv path="exports/{id}/" kind="interval" unit="kWh" intervalMinutes="30"/></meter>"""
 METERS = ["m1", "m2", "m3"]
 
 
 def sharded_participant(data_root: Path) -> None:
     """Three CSV meters with one UTC day of half-hourly energy each."""
     storage = LocalStorage(data_root, "acme")
-    meters = "".join(METER.format(id=m) for m in METERS)
-    storage.write(CONFIG_KEY, SHARDED.format(meters=meters).encode())
+    storage.write(CONFIG_KEY, participant_xml("acme", [csv_meter(m, 30) for m in METERS]))
     for n, meter in enumerate(METERS, start=1):
         rows = "".join(f"2026-04-01T{h // 2:02d}:{30 * (h % 2):02d}:00Z,{n}\n" for h in range(48))
         storage.write(f"exports/{meter}/day.csv", ("timestamp,value\n" + rows).encode())

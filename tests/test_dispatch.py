@@ -26,6 +26,7 @@ from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
 from flows.dispatch import dispatch
 from flows.mrv import mrv
 from meterflow import demo_data, unloaded
+from meterflow.fleets import csv_meter, participant_xml
 from meterflow.participants import read_configuration
 from meterflow.storage import CONFIG_KEY, LocalStorage
 from meterflow.timeutil import HourWindow
@@ -335,22 +336,12 @@ def test_the_mrv_flow_on_its_own_for_the_whole_period_sends_nothing_new(demo):
     assert "nothing new" in artifact.description
 
 
-CSV_PARTICIPANT = """<participant id="later" name="Loaded later">
-  <properties>
-    <property id="hq" name="HQ" timezone="Australia/Sydney" country="AU" floorArea="100">
-      <meter id="m1" dataType="energy">
-        <csv path="exports/m1/" kind="interval" unit="kWh" intervalMinutes="60"/></meter>
-    </property>
-  </properties>
-</participant>"""
-
-
 def test_hours_stored_but_never_loaded_are_loaded_by_the_next_dispatch(prefect_server, tmp_path):
     """An on-demand `collect` (or a dispatcher lost between collecting and loading) leaves its
     hours in storage only; the next dispatch finds nothing to collect and still loads them."""
     data_root = tmp_path / "data"
     storage = LocalStorage(data_root, "later")
-    storage.write(CONFIG_KEY, CSV_PARTICIPANT.encode())
+    storage.write(CONFIG_KEY, participant_xml("later", [csv_meter("m1", 60)]))
     rows = "".join(f"2026-04-01T{h:02d}:00:00Z,{h}\n" for h in range(24))
     storage.write("exports/m1/day.csv", ("timestamp,value\n" + rows).encode())
     day = {"start": "2026-04-01T00:00+00:00", "end": "2026-04-02T00:00+00:00"}

@@ -26,6 +26,7 @@ from prefect.states import Crashed
 
 from blocks import WattwatchersCredentials
 from emulators.wattwatchers import WattwatchersEmulator
+from meterflow.fleets import participant_xml, wattwatchers_meter
 from meterflow.storage import CONFIG_KEY, LocalStorage
 from tests.processes import (
     Process,
@@ -41,16 +42,6 @@ pytestmark = [pytest.mark.server, pytest.mark.distributed, pytest.mark.timeout(9
 POSTGRES = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 KEY = "key_" + "d157" * 8
 DEVICES = [f"D{n:012d}" for n in range(1, 9)]
-METER = """      <meter id="ww-{n}" dataType="energy" credentials="fleet-ww" deviceId="{device}">
-        <wattwatchers device="{device}" channels="Mains" quantity="eReal"/>
-      </meter>"""
-FLEET = """<participant id="fleet" name="Distributed fleet">
-  <properties>
-    <property id="site" name="Site" timezone="Australia/Sydney" country="AU" floorArea="1000">
-{meters}
-    </property>
-  </properties>
-</participant>"""
 DAY_1 = ("2026-04-01T00:00+00:00", "2026-04-02T00:00+00:00")
 DAY_2 = ("2026-04-02T00:00+00:00", "2026-04-03T00:00+00:00")
 
@@ -78,8 +69,8 @@ def cluster(prefect_on_postgres, tmp_path):
     prefect_cli(env, "work-queue", "create", "dispatcher", "--pool", "meterflow-process")
     prefect_cli(env, "--no-prompt", "deploy", "-n", "*/local")
     data_root = tmp_path / "data"
-    meters = "\n".join(METER.format(n=n, device=d) for n, d in enumerate(DEVICES, start=1))
-    LocalStorage(data_root, "fleet").write(CONFIG_KEY, FLEET.format(meters=meters).encode())
+    meters = [wattwatchers_meter(f"ww-{n}", d, "fleet-ww") for n, d in enumerate(DEVICES, 1)]
+    LocalStorage(data_root, "fleet").write(CONFIG_KEY, participant_xml("fleet", meters))
     first = int(datetime(2026, 3, 31, tzinfo=UTC).timestamp())
     workers: dict[str, Process] = {}
     with WattwatchersEmulator({KEY: DEVICES}, first_ts=first) as emulator:

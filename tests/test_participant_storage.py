@@ -19,16 +19,9 @@ from flows.dispatch import dispatch
 from flows.doctor import storage_checks
 from meterflow.cloud_storage import GcsStorage, S3Storage
 from meterflow.errors import MeterflowError
+from meterflow.fleets import csv_meter, participant_xml
 from meterflow.storage import CONFIG_KEY, LocalStorage
 
-CONFIG = """<participant id="{pid}" name="{pid}">
-  <properties>
-    <property id="hq" name="HQ" timezone="Australia/Sydney" country="AU" floorArea="100">
-      <meter id="main" dataType="energy">
-        <csv path="exports/main/" kind="interval" unit="kWh" intervalMinutes="60"/></meter>
-    </property>
-  </properties>
-</participant>"""
 SERVICE_ACCOUNT = "meterflow-runs@meterflow-test.iam.gserviceaccount.com"
 PARTICIPANTS = {"s3-tenant": 1.0, "gcs-tenant": 2.0, "local-tenant": 3.0}
 BUCKETS = itertools.count()  # the bucket servers live for the whole session
@@ -70,7 +63,7 @@ def tenants(prefect_server, s3_endpoint, gcs_endpoint, tmp_path, monkeypatch):
         try:
             for pid, value in PARTICIPANTS.items():
                 storage = open_storage(data_root, pid)
-                storage.write(CONFIG_KEY, CONFIG.format(pid=pid).encode())
+                storage.write(CONFIG_KEY, participant_xml(pid, [csv_meter("main", 60)]))
                 rows = "".join(f"2026-04-01T{h:02d}:00:00Z,{value}\n" for h in range(24))
                 storage.write("exports/main/day.csv", ("timestamp,value\n" + rows).encode())
             yield data_root, oauth
