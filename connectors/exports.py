@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import ClassVar
 
 from meterflow.config import Meter
 from meterflow.rawlog import Payload
-from meterflow.storage import Storage
+from meterflow.storage import Entry, Storage
 from meterflow.timeutil import HourWindow
 
 
 class FileConnector:
     """Looks at every file under the meter's folder on each dispatch; the raw log's content
     hash tells which ones are new. Export folders are the participant's own and are left as
-    they are; an inbox is consumed (each file leaves once archived or quarantined)."""
+    they are; an inbox is consumed (each file leaves once archived or quarantined).
+
+    Whatever an outsider put there becomes a payload, so that nothing blocks the meter or stays
+    unseen: a name that is not a valid storage key, a symbolic link (recorded, never followed)
+    or something that is not a regular file is refused before it is parsed, and quarantined."""
 
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = True
@@ -27,12 +32,37 @@ class FileConnector:
     def fetch(
         self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
     ) -> list[Payload]:
-        return [
-            Payload(
-                name=key.rsplit("/", 1)[-1],
-                data=storage.read(key),
-                source=f"{storage.participant_id}:{key}",
-                consumed_key=key if self.consume else None,
+        return [self._payload(storage, entry) for entry in storage.scan(self.folder(meter))]
+
+    def _payload(self, storage: Storage, entry: Entry) -> Payload:
+        found = {
+            "source": f"{storage.participant_id}:{entry.name}",
+            "name": entry.name.rsplit("/", 1)[-1],
+            "consumed": entry if self.consume else None,
+        }
+        if entry.kind != "file":
+            what = "a symbolic link" if entry.kind == "link" else "not a regular file"
+            return Payload(
+                data=_described(entry),
+                refused=f"{what}: not read; deliver the file itself",
+                **found,
             )
-            for key in storage.list(self.folder(meter))
-        ]
+        try:
+            data = storage.read_entry(entry)
+        except OSError as exc:  # left where it is: what cannot be read cannot be moved safely
+            found["consumed"] = None
+            return Payload(data=_described(entry), refused=f"cannot be read: {exc}", **found)
+        if entry.key is None:
+            return Payload(
+                data=data,
+                refused=f"file name {entry.name.rsplit('/', 1)[-1]!r} is not allowed: use "
+                "letters, digits, '-', '_', '.', '=' or '+', not starting with a dot",
+                **found,
+            )
+        return Payload(data=data, **found)
+
+
+def _described(entry: Entry) -> bytes:
+    """What stands in for an entry's bytes when they are not read (a link is never followed)."""
+    described = {"name": entry.name, "kind": entry.kind, "target": entry.target}
+    return json.dumps(described, sort_keys=True).encode()

@@ -1,8 +1,10 @@
 """Participant storage in a bucket: S3 (or any S3 API) and Google Cloud Storage.
 
 One bucket per participant in production, so bucket permissions isolate participants; keys are
-checked exactly as for the local backend. Objects are written whole (a PUT replaces an object
-atomically), so a reader sees the old object or the new one, never a part.
+checked exactly as for the local backend. Objects that outsiders put in an inbox may have any
+name: `scan` lists them as they are, so that they can be read once and moved to quarantine.
+Objects are written whole (a PUT replaces an object atomically), so a reader sees the old object
+or the new one, never a part.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 
 from google.api_core.exceptions import NotFound
 
-from meterflow.ids import check_identifier, check_key
+from meterflow.ids import check_identifier, check_key, is_key
+from meterflow.storage import Entry
 
 
 class S3Storage:
@@ -39,10 +42,28 @@ class S3Storage:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=check_key(prefix) if prefix else ""
         )
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+        return sorted(
+            o["Key"] for page in pages for o in page.get("Contents", []) if is_key(o["Key"])
+        )
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+
+    def scan(self, prefix: str) -> list[Entry]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=check_key(prefix)
+        )
+        objects = (o for page in pages for o in page.get("Contents", []))
+        return sorted(
+            (Entry(o["Key"], size=o["Size"]) for o in objects if not o["Key"].endswith("/")),
+            key=lambda entry: entry.name,
+        )
+
+    def read_entry(self, entry: Entry) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=entry.name)["Body"].read()
+
+    def remove_entry(self, entry: Entry) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=entry.name)
 
 
 class GcsStorage:
@@ -69,8 +90,22 @@ class GcsStorage:
         blobs = self.bucket.client.list_blobs(
             self.bucket, prefix=check_key(prefix) if prefix else None
         )
-        return sorted(b.name for b in blobs)
+        return sorted(b.name for b in blobs if is_key(b.name))
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(NotFound):
             self.bucket.blob(check_key(key)).delete()
+
+    def scan(self, prefix: str) -> list[Entry]:
+        blobs = self.bucket.client.list_blobs(self.bucket, prefix=check_key(prefix))
+        return sorted(
+            (Entry(b.name, size=b.size or 0) for b in blobs if not b.name.endswith("/")),
+            key=lambda entry: entry.name,
+        )
+
+    def read_entry(self, entry: Entry) -> bytes:
+        return self.bucket.blob(entry.name).download_as_bytes()
+
+    def remove_entry(self, entry: Entry) -> None:
+        with contextlib.suppress(NotFound):
+            self.bucket.blob(entry.name).delete()

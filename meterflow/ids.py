@@ -20,16 +20,23 @@ def check_identifier(value: str, kind: str = "identifier") -> str:
     return value
 
 
+def is_key(key: str) -> bool:
+    """Whether `key` is a relative storage key with safe segments (see check_key)."""
+    if not isinstance(key, str):
+        return False
+    segments = key.split("/")
+    if key.endswith("/"):
+        segments = segments[:-1]
+    return bool(segments) and all(_KEY_SEGMENT.fullmatch(segment) for segment in segments)
+
+
 def check_key(key: str) -> str:
     """Return `key` if it is a relative storage key with safe segments, else raise.
 
     Segments may not be empty, '.', '..' or start with a dot, so a key can never climb out of
     the participant's root however a backend joins it.
     """
-    segments = key.split("/") if isinstance(key, str) else [""]
-    if key.endswith("/"):
-        segments = segments[:-1]
-    if not segments or not all(_KEY_SEGMENT.fullmatch(segment) for segment in segments):
+    if not is_key(key):
         raise InvalidIdentifier(
             f"invalid storage key {key!r}: keys are relative, '/'-separated, and each part uses "
             "letters, digits, '-', '_', '.', '=' or '+' and does not start with a dot"

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from meterflow.storage import Storage
+from meterflow.storage import Entry, Storage
 
 _SPAN_FORMAT = "%Y%m%dT%H%M"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")
@@ -28,7 +28,8 @@ class Payload:
     name: str
     data: bytes
     source: str
-    consumed_key: str | None = None  # an inbox key to remove once the payload is safe
+    consumed: Entry | None = None  # an inbox entry to remove once the payload is safe
+    refused: str | None = None  # why it is refused before it is parsed (a link, a bad name)
 
     @property
     def sha(self) -> str:
@@ -65,8 +66,11 @@ class RawLog:
         span: tuple[datetime, datetime] | None,
         fetched_at: datetime,
         error: str | None = None,
+        records_fetched: int | None = None,
     ) -> RawRef:
-        """Archive a payload once; its metadata records the source, time, size and outcome."""
+        """Archive a payload once; its metadata records the source, time, size and outcome
+        (and, for record payloads, how many records the source returned: those the raw log
+        held already are not stored again)."""
         span_text = f"{span[0]:{_SPAN_FORMAT}}-{span[1]:{_SPAN_FORMAT}}" if span else "unparsed"
         name = self.safe_name(payload.name)
         stamp = f"{fetched_at:%Y/%m/%d/%H%M%S%f}"
@@ -81,6 +85,8 @@ class RawLog:
             "status": "rejected" if error else "accepted",
             "error": error,
         }
+        if records_fetched is not None:
+            meta["records_fetched"] = records_fetched
         self.storage.write(key, payload.data)
         self.storage.write(key + META_SUFFIX, json.dumps(meta, indent=2).encode())
         ref = _ref(key)

@@ -8,14 +8,33 @@ outside the root (symlinks included), so one participant can never reach another
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from meterflow.errors import InvalidIdentifier
-from meterflow.ids import check_identifier, check_key
+from meterflow.ids import check_identifier, check_key, is_key
 
 CONFIG_KEY = "config/participant.xml"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Something found under a folder that outsiders write to (an inbox, an export folder), as
+    it is: its name need not be a valid key, and in a local folder it may be a symbolic link
+    (never followed) or not a regular file at all (a FIFO, a socket)."""
+
+    name: str  # below the participant's root, '/'-separated, exactly as found
+    kind: Literal["file", "link", "special"] = "file"
+    size: int = 0
+    target: str | None = None  # what a link points to, as written in the link
+
+    @property
+    def key(self) -> str | None:
+        """The name as a storage key, or None if it does not fit the key pattern."""
+        return self.name if is_key(self.name) else None
 
 
 class Storage(Protocol):
@@ -31,9 +50,18 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def list(self, prefix: str = "") -> list[str]:
-        """Keys under `prefix`, sorted."""
+        """Keys under `prefix`, sorted (objects whose names are not valid keys: see `scan`)."""
 
     def delete(self, key: str) -> None: ...
+
+    def scan(self, prefix: str) -> list[Entry]:
+        """Everything under `prefix` as found, bad names and links included, sorted by name."""
+
+    def read_entry(self, entry: Entry) -> bytes:
+        """The bytes of a scanned file entry (never through a link)."""
+
+    def remove_entry(self, entry: Entry) -> None:
+        """Remove a scanned entry (a link itself, not its target)."""
 
 
 class LocalStorage:
@@ -76,11 +104,79 @@ class LocalStorage:
             return [prefix]
         if not base.is_dir():
             return []
-        keys = []
-        for path in base.rglob("*"):
-            if path.is_file() and not path.name.startswith("."):
-                keys.append(path.relative_to(self.root).as_posix())
-        return sorted(keys)
+        files = (p for p in base.rglob("*") if p.is_file() and not p.is_symlink())
+        keys = (p.relative_to(self.root).as_posix() for p in files)
+        return sorted(key for key in keys if is_key(key))
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def scan(self, prefix: str) -> list[Entry]:
+        folder = check_key(prefix).rstrip("/")
+        parts = folder.split("/")
+        for depth in range(1, len(parts) + 1):  # a linked folder is an entry, not a way out
+            name = "/".join(parts[:depth])
+            path = self.root / name
+            if path.is_symlink():
+                return [Entry(name, "link", target=os.readlink(path))]
+            if not path.is_dir():
+                return [] if not path.exists() else [_local_entry(self.root, name)]
+        return sorted(_walk(self.root, folder), key=lambda entry: entry.name)
+
+    def read_entry(self, entry: Entry) -> bytes:
+        folder, name = self._folder_of(entry)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+        finally:
+            os.close(folder)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise OSError(f"{entry.name} is not a regular file")
+            return handle.read()
+
+    def remove_entry(self, entry: Entry) -> None:
+        folder, name = self._folder_of(entry)
+        try:
+            os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(folder)
+
+    def _folder_of(self, entry: Entry) -> tuple[int, str]:
+        """An open descriptor of the entry's folder, reached without following any link, and
+        the entry's own name in it."""
+        *folders, name = entry.name.split("/")
+        if any(part in ("", ".", "..") for part in (*folders, name)):
+            raise InvalidIdentifier(f"entry {entry.name!r} leaves {self.participant_id}'s storage")
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in folders:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, name
+
+
+def _walk(root: Path, folder: str) -> list[Entry]:
+    entries = []
+    with os.scandir(root / folder) as items:
+        for item in items:
+            name = f"{folder}/{item.name}"
+            if item.is_dir(follow_symlinks=False):
+                entries += _walk(root, name)
+            else:
+                entries.append(_local_entry(root, name))
+    return entries
+
+
+def _local_entry(root: Path, name: str) -> Entry:
+    info = os.lstat(root / name)
+    if stat.S_ISLNK(info.st_mode):
+        return Entry(name, "link", target=os.readlink(root / name))
+    if stat.S_ISREG(info.st_mode):
+        return Entry(name, "file", size=info.st_size)
+    return Entry(name, "special")

@@ -115,3 +115,40 @@ def test_a_refetched_payload_is_kept_beside_the_first_version(backend):
     versions = [k for k in acme.list("raw/m1/") if not k.endswith(".meta.json")]
     assert sorted(acme.read(k) for k in versions) == [first.data, again.data]
     assert RawLog(acme, "m1").has(first) and RawLog(acme, "m1").has(again)
+
+
+def put_raw(storage, name: str, data: bytes) -> None:
+    """An outsider's upload under any name, bypassing the key checks (as they would)."""
+    if isinstance(storage, LocalStorage):
+        path = storage.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    elif isinstance(storage, S3Storage):
+        storage.client.put_object(Bucket=storage.bucket, Key=name, Body=data)
+    else:
+        storage.bucket.blob(name).upload_from_string(data)
+
+
+def test_an_inbox_scan_sees_every_name_and_reads_and_removes_it(backend):
+    acme = backend("acme")
+    names = [
+        "inbox/m1/100% pv.csv",
+        "inbox/m1/données.csv",
+        "inbox/m1/.hidden.csv",
+        "inbox/m1/ok.csv",
+    ]
+    for i, name in enumerate(names):
+        put_raw(acme, name, f"body {i}".encode())
+    acme.write("inbox/m2/other.csv", b"other meter")
+    entries = acme.scan("inbox/m1/")
+    assert [e.name for e in entries] == sorted(names)
+    assert [e.key for e in entries] == [
+        e.name if e.name.endswith("/ok.csv") else None for e in entries
+    ]
+    assert [acme.read_entry(e) for e in entries] == [
+        f"body {names.index(e.name)}".encode() for e in entries
+    ]
+    assert acme.list("inbox/m1/") == ["inbox/m1/ok.csv"]  # list gives valid keys only
+    for entry in entries:
+        acme.remove_entry(entry)
+    assert acme.scan("inbox/m1/") == [] and acme.list("inbox/m2/") == ["inbox/m2/other.csv"]

@@ -1,0 +1,105 @@
+"""Intake of one fetched payload: refuse, parse, check, keep only new records, or quarantine.
+
+Everything wrong with a payload becomes a `SourceDataError` here, whatever raised it, so that
+one bad file or response never stops the other payloads of its meter: it is archived as
+rejected and copied to `quarantine/` beside a reason file, and an inbox entry leaves the inbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from meterflow.config import Meter
+from meterflow.errors import SourceDataError
+from meterflow.plausibility import check_readings
+from meterflow.rawlog import Payload, RawLog
+from meterflow.readings import SourceReadings
+from meterflow.storage import Storage
+
+
+class RecordConnector(Protocol):
+    """An API connector whose payloads are lists of records: the raw log keeps each record once,
+    however the requests that returned it were paged."""
+
+    def split_records(self, data: bytes) -> tuple[dict, list[Any]]:
+        """The payload's envelope (without its records) and its records."""
+
+    def join_records(self, envelope: dict, records: list[Any]) -> bytes:
+        """A payload of the envelope and these records (inverse of split_records)."""
+
+    def record_key(self, record: Any) -> str:
+        """What a record is about (e.g. its interval), whatever its values."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    payload: Payload  # as archived: only the records the raw log did not hold
+    readings: SourceReadings
+    records_fetched: int | None = None
+
+
+def accept(
+    storage: Storage, log: RawLog, connector, payload: Payload, meter: Meter, now: datetime
+) -> Accepted | None:
+    """The payload's readings, checked and cut down to what is new; None if the raw log holds
+    every record already. Raises SourceDataError for anything that cannot be accepted."""
+    readings = read_payload(connector, payload, meter)
+    check_readings(readings, meter, now)
+    if not hasattr(connector, "split_records"):
+        return Accepted(payload, readings)
+    envelope, records = connector.split_records(payload.data)
+    span = readings.span()
+    latest: dict[str, str] = {}
+    for ref in log.overlapping(*span) if span else []:  # oldest first: the last one stands
+        for record in connector.split_records(storage.read(ref.key))[1]:
+            latest[connector.record_key(record)] = _canonical(record)
+    fresh = [r for r in records if latest.get(connector.record_key(r)) != _canonical(r)]
+    if records and not fresh:
+        return None
+    if len(fresh) < len(records):
+        payload = replace(payload, data=connector.join_records(envelope, fresh))
+        readings = read_payload(connector, payload, meter)
+    return Accepted(payload, readings, len(records))
+
+
+def read_payload(connector, payload: Payload, meter: Meter) -> SourceReadings:
+    """Parse a payload; a refusal, or any failure no parser rule foresaw, is a SourceDataError."""
+    if payload.refused:
+        raise SourceDataError(payload.refused)
+    try:
+        return connector.parse(payload.data, payload.name, meter)
+    except SourceDataError:
+        raise
+    except Exception as exc:
+        raise SourceDataError(f"cannot be read: {type(exc).__name__}: {exc}") from None
+
+
+def quarantine_key(meter_id: str, payload: Payload) -> str:
+    """A key that is always valid, one per name and content (the original name is in the
+    reason file)."""
+    digest = hashlib.sha256(payload.source.encode() + b"\0" + payload.data).hexdigest()[:16]
+    return f"quarantine/{meter_id}/{digest}_{RawLog.safe_name(payload.name)}"
+
+
+def quarantine(storage: Storage, meter_id: str, payload: Payload, reason: str) -> str:
+    """Keep rejected input beside a reason file, then take it out of the inbox."""
+    key = quarantine_key(meter_id, payload)
+    storage.write(key, payload.data)
+    reason_file = {"source": payload.source, "name": payload.name, "reason": reason}
+    storage.write(key + ".reason.json", json.dumps(reason_file, indent=2).encode())
+    consume(storage, payload)
+    return key
+
+
+def consume(storage: Storage, payload: Payload) -> None:
+    """Take an inbox entry out once its payload is archived or quarantined."""
+    if payload.consumed:
+        storage.remove_entry(payload.consumed)
+
+
+def _canonical(record: Any) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
