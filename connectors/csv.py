@@ -16,7 +16,13 @@ import pandas as pd
 from connectors.exports import FileConnector
 from meterflow.config import CsvFormat, Meter
 from meterflow.errors import SourceDataError
-from meterflow.readings import SourceReadings
+from meterflow.readings import (
+    EARLIEST,
+    LATEST,
+    SourceReadings,
+    first_out_of_range,
+    is_missing_text,
+)
 from meterflow.timeutil import to_utc
 
 
@@ -28,7 +34,8 @@ class CsvConnector(FileConnector):
 
 
 def parse_csv(data: bytes, settings: CsvFormat) -> SourceReadings:
-    """Source readings from a CSV export; errors name the line (header is line 1)."""
+    """Source readings from a CSV export; errors name the line (header is line 1), and each
+    reading keeps its line. An empty cell, or NaN, NA, N/A, null or None, is a missing value."""
     try:
         table = pd.read_csv(
             io.BytesIO(data),
@@ -37,7 +44,7 @@ def parse_csv(data: bytes, settings: CsvFormat) -> SourceReadings:
             skip_blank_lines=False,
             keep_default_na=False,
         )
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise SourceDataError(f"not a readable CSV file: {exc}") from None
     # A column with an empty header is addressed by position: column1, column2, ...
     table.columns = [
@@ -57,6 +64,7 @@ def parse_csv(data: bytes, settings: CsvFormat) -> SourceReadings:
         frame = _intervals(stamps, values, settings)
     else:
         frame = pd.DataFrame({"time": stamps, "value": values})
+    frame = frame.assign(line=frame.index.astype("int64"))
     return SourceReadings(settings.kind, settings.unit, frame.reset_index(drop=True))
 
 
@@ -66,6 +74,8 @@ def _timestamps(text: pd.Series, settings: CsvFormat) -> pd.Series:
     if fmt == "epoch":
         numbers = pd.to_numeric(text, errors="coerce")
         _first_bad(numbers.isna(), text, "a Unix timestamp")
+        outside = (numbers < EARLIEST.timestamp()) | (numbers >= LATEST.timestamp())
+        _first_bad(outside, text, f"a Unix time from {EARLIEST.year} to {LATEST.year}")
         return pd.to_datetime(numbers, unit="s", utc=True)
     fmt = "ISO8601" if fmt == "iso" else fmt
     aware = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
@@ -73,16 +83,29 @@ def _timestamps(text: pd.Series, settings: CsvFormat) -> pd.Series:
         _first_bad(~aware, text, "a timestamp with an offset, like the other rows")
     parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=bool(aware.all()))
     _first_bad(parsed.isna(), text, f"a timestamp in format {settings.timestamp_format!r}")
+    _in_range(parsed if parsed.dt.tz else parsed.dt.tz_localize("UTC"), text)
     try:
-        return to_utc(parsed, settings.timezone)
+        utc = to_utc(parsed, settings.timezone)
     except ValueError as exc:
         raise SourceDataError(str(exc)) from None
+    _in_range(utc, text)
+    return utc
+
+
+def _in_range(times: pd.Series, text: pd.Series) -> None:
+    line = first_out_of_range(times)
+    if line is not None:
+        raise SourceDataError(
+            f"{text[line]!r} is outside the times Meterflow handles "
+            f"({EARLIEST.year} to {LATEST.year})",
+            line=int(line),
+        )
 
 
 def _numbers(text: pd.Series) -> pd.Series:
-    text = text.str.strip()
-    numbers = pd.to_numeric(text, errors="coerce")
-    _first_bad(numbers.isna() & (text != ""), text, "a number")
+    missing = is_missing_text(text)
+    numbers = pd.to_numeric(text.str.strip().where(~missing), errors="coerce")
+    _first_bad(numbers.isna() & ~missing, text, "a number")
     return numbers.astype("float64")
 
 

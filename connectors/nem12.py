@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from datetime import UTC, datetime, timedelta, timezone
 from typing import ClassVar
@@ -19,9 +20,11 @@ import pandas as pd
 from connectors.exports import FileConnector
 from meterflow.config import Meter
 from meterflow.errors import SourceDataError
-from meterflow.readings import SourceReadings
+from meterflow.readings import EARLIEST, LATEST, SourceReadings
 
 NEM_TIME = timezone(timedelta(hours=10))
+# A 300 record's quality method: a letter, with a method number for substitutions (E52, S14).
+QUALITY_METHOD = re.compile(r"[AEFNSV]\d{0,2}")
 # First letter of a quality method: Actual, Estimated, Final substituted, Null, Substituted.
 QUALITY = {"A": "measured", "E": "estimated", "F": "estimated", "S": "estimated", "N": "missing"}
 UNITS = {"KWH": "kWh", "WH": "Wh", "MWH": "MWh"}
@@ -37,12 +40,12 @@ class Nem12Connector(FileConnector):
 
 def parse_nem12(data: bytes, nmi: str, suffix: str) -> SourceReadings:
     """Interval readings of one NMI register from a NEM12 file; empty if the file lacks it."""
-    rows: list[tuple[datetime, datetime, float, str]] = []
+    rows: list[tuple[datetime, datetime, float, str, int]] = []
     unit = "kWh"
     for text in _csv_texts(data):
         found_unit = _read_register(text, nmi, suffix, rows)
         unit = found_unit or unit
-    frame = pd.DataFrame(rows, columns=["start", "end", "value", "quality"])
+    frame = pd.DataFrame(rows, columns=["start", "end", "value", "quality", "line"])
     for column in ("start", "end"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     frame["value"] = frame["value"].astype("float64")
@@ -107,20 +110,35 @@ def _interval_minutes(field: str, line: int) -> int:
 
 def _day(record: list[str], minutes: int, line: int) -> list[list]:
     count = 1440 // minutes
-    if len(record) < 2 + count + 1:
+    found = next(
+        (i - 2 for i, field in enumerate(record[2:], 2) if QUALITY_METHOD.fullmatch(field.strip())),
+        None,
+    )
+    if found is None:
         raise SourceDataError(
-            f"300 record has {len(record) - 2} fields after the date; {minutes}-minute data "
-            f"needs {count} values and a quality method",
+            f"300 record has no quality method (A, E, F, N, S or V) after its values; the 200 "
+            f"record's {minutes}-minute intervals need {count} values, then the method",
+            line=line,
+        )
+    if found != count:
+        raise SourceDataError(
+            f"300 record has {found} interval values before its quality method "
+            f"{record[2 + found].strip()!r}; the 200 record's {minutes}-minute intervals need "
+            f"{count}",
             line=line,
         )
     try:
         day = datetime.strptime(record[1].strip(), "%Y%m%d").replace(tzinfo=NEM_TIME)
     except ValueError:
         raise SourceDataError(f"{record[1]!r} is not a date (YYYYMMDD)", line=line) from None
+    if not EARLIEST <= day < LATEST - timedelta(days=1):
+        raise SourceDataError(
+            f"300 record date {record[1]!r} is outside the times Meterflow handles "
+            f"({EARLIEST.year} to {LATEST.year})",
+            line=line,
+        )
     method = record[2 + count].strip()
-    quality = QUALITY.get(method[:1], "measured" if method[:1] == "V" else None)
-    if quality is None:
-        raise SourceDataError(f"unknown quality method {method!r}", line=line)
+    quality = QUALITY.get(method[:1], "measured")  # V: each interval's own, from 400 records
     step = timedelta(minutes=minutes)
     intervals = []
     for i, field in enumerate(record[2 : 2 + count]):
@@ -131,7 +149,7 @@ def _day(record: list[str], minutes: int, line: int) -> list[list]:
                 f"interval {i + 1} value {field!r} is not a number", line=line
             ) from None
         start = (day + i * step).astimezone(UTC)
-        intervals.append([start, start + step, value, quality])
+        intervals.append([start, start + step, value, quality, line])
     return intervals
 
 

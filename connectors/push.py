@@ -10,9 +10,9 @@ File schema (see docs/push.md): CSV with a header, or JSON.
     {"readings": [{"hour_utc": "2026-03-30T00:00:00Z", "value": 12.5, "unit": "kWh"}]}
 
 `hour_utc` is the start of a whole hour with an explicit offset (Z or +hh:mm); `value` is a number
-(empty or null only when quality is missing); one `unit` per file, convertible to the meter's
-data type; `quality` (default measured) one of measured, estimated, interpolated, missing;
-`coverage` (default 1) between 0 and 1.
+(empty, null or NaN only when quality is missing); one `unit` per file, convertible to the
+meter's data type; `quality` (default measured) one of measured, estimated, interpolated,
+missing; `coverage` (default 1) between 0 and 1.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ import pandas as pd
 from connectors.exports import FileConnector
 from meterflow.config import Meter
 from meterflow.errors import SourceDataError
-from meterflow.readings import QUALITIES, SourceReadings
+from meterflow.readings import (
+    EARLIEST,
+    LATEST,
+    QUALITIES,
+    SourceReadings,
+    first_out_of_range,
+    is_missing_text,
+)
 from meterflow.units import ACCEPTED_QUANTITIES, quantity
 
 REQUIRED = ("hour_utc", "value", "unit")
@@ -72,6 +79,11 @@ def parse_push(data: bytes, name: str, data_type: str) -> SourceReadings:
     stamp = table["hour_utc"].astype(str)
     naive = ~stamp.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
     fail(hours.isna() | naive, "hour_utc must be an ISO 8601 time with Z or an offset")
+    outside = first_out_of_range(hours)
+    fail(
+        pd.Series(table.index == outside, index=table.index),
+        f"hour_utc must be from {EARLIEST.year} to {LATEST.year} (found {stamp.get(outside)})",
+    )
     fail(hours != hours.dt.floor("h"), "hour_utc must be the start of an hour")
 
     units = table["unit"].astype(str).unique()
@@ -88,9 +100,10 @@ def parse_push(data: bytes, name: str, data_type: str) -> SourceReadings:
     quality = table.get("quality", pd.Series("measured", index=table.index)).fillna("measured")
     quality = quality.astype(str).replace("", "measured")
     fail(~quality.isin(QUALITIES), f"quality must be one of {', '.join(QUALITIES)}")
-    blank = table["value"].isna() | (table["value"].astype(str).str.strip() == "")
+    blank = table["value"].isna() | is_missing_text(table["value"].astype(str))
     values = pd.to_numeric(table["value"].where(~blank), errors="coerce")
-    fail(values.isna() & ~blank, "value is not a number")
+    boolean = table["value"].map(lambda v: isinstance(v, bool))  # JSON true is not 1 kWh
+    fail((values.isna() & ~blank) | boolean, "value is not a number")
     fail(blank & (quality != "missing"), "value may be empty only when quality is missing")
     coverage = pd.to_numeric(
         table.get("coverage", pd.Series(1.0, index=table.index)), errors="coerce"
@@ -107,6 +120,8 @@ def parse_push(data: bytes, name: str, data_type: str) -> SourceReadings:
         }
     )
     frame["hour_utc"] = pd.to_datetime(frame["hour_utc"], utc=True)
+    if is_csv:
+        frame["line"] = table.index.to_numpy()
     duplicated = frame.duplicated("hour_utc", keep=False)
     conflicting = duplicated & ~frame.duplicated(keep=False)
     fail(pd.Series(conflicting.to_numpy(), index=table.index), "conflicting values for one hour")

@@ -147,6 +147,20 @@ class Meter(Frozen):
     device_id: str | None = None
     role: Literal["main", "submeter"] = "main"
     jobs: tuple[MrvJob, ...] = ()
+    # Plausibility overrides (meterflow.plausibility): energy types take a rated maximum and a
+    # bidirectional flag, the others a range in their standard unit.
+    rated_kw: float | None = None
+    bidirectional: bool | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+
+    @property
+    def exports(self) -> bool:
+        """Whether the meter's energy may be negative: its XML says so, or it reads a net
+        quantity (Wattwatchers `eReal` is import minus export)."""
+        if self.bidirectional is not None:
+            return self.bidirectional
+        return getattr(self.connector, "quantity", None) == "eReal"
 
     @property
     def unit(self) -> str:

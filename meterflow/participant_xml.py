@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import re
 import zoneinfo
-from datetime import date
+from datetime import date, datetime
 from functools import cache, partial
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from meterflow.config import (
     WeatherSettings,
 )
 from meterflow.errors import ConfigError, ConfigIssue
+from meterflow.plausibility import ENERGY_TYPES
 from meterflow.timeutil import parse_zone
 from meterflow.units import ACCEPTED_QUANTITIES, quantity
 
@@ -213,6 +214,7 @@ def _meter(el: etree._Element, property_id: str, check) -> Meter:
         connector = PushSettings()
     if kind in ("wattwatchers", "solcast", "s3"):
         require(credentials is not None, el, f"a {kind} meter needs credentials (a block name)")
+    bounds = _bounds(el, data_type, require)
     return Meter(
         id=meter_id,
         property_id=property_id,
@@ -223,7 +225,34 @@ def _meter(el: etree._Element, property_id: str, check) -> Meter:
         device_id=el.get("deviceId"),
         role=el.get("role", "main"),
         jobs=tuple(_job(job_el, data_type, require) for job_el in job_els),
+        **bounds,
     )
+
+
+def _bounds(el: etree._Element, data_type: str, require) -> dict:
+    """The meter's plausibility overrides; which ones apply depends on its data type."""
+    a = el.attrib
+    bounds = {
+        "rated_kw": float(a["ratedKw"]) if "ratedKw" in a else None,
+        "bidirectional": a["bidirectional"] in ("true", "1") if "bidirectional" in a else None,
+        "min_value": float(a["minValue"]) if "minValue" in a else None,
+        "max_value": float(a["maxValue"]) if "maxValue" in a else None,
+    }
+    if data_type in ENERGY_TYPES:
+        wrong, hint = ("minValue", "maxValue"), "ratedKw and bidirectional bound energy meters"
+    else:
+        wrong, hint = ("ratedKw", "bidirectional"), "minValue and maxValue bound this one"
+    for attribute in wrong:
+        require(
+            attribute not in a, el, f"{attribute} does not apply to a {data_type} meter ({hint})"
+        )
+    low, high = bounds["min_value"], bounds["max_value"]
+    require(
+        low is None or high is None or low < high,
+        el,
+        f"minValue {low} is not below maxValue {high}",
+    )
+    return bounds
 
 
 def _job(el: etree._Element, data_type: str, require) -> MrvJob:
@@ -276,7 +305,35 @@ def _csv_format(el: etree._Element, data_type: str, require) -> dict:
         parse_zone(settings["timezone"])
     except ValueError as exc:
         require(False, el, str(exc))
+    for attribute, column in (
+        ("timestampColumn", "timestamp_column"),
+        ("valueColumn", "value_column"),
+    ):
+        require(bool(settings[column].strip()), el, f"{attribute} must name a column, not be empty")
+    require(
+        settings["timestamp_column"] != settings["value_column"],
+        el,
+        "timestampColumn and valueColumn name the same column",
+    )
+    require(len(settings["delimiter"]) == 1, el, "delimiter must be one character")
+    problem = timestamp_format_problem(settings["timestamp_format"])
+    require(problem is None, el, f"timestampFormat {settings['timestamp_format']!r}: {problem}")
     return settings
+
+
+def timestamp_format_problem(fmt: str) -> str | None:
+    """Why a strftime format cannot read timestamps back (None if it can): every directive must
+    be known and the format must carry at least the year, month and day."""
+    if fmt in ("iso", "epoch"):
+        return None
+    moment = datetime(2026, 11, 23, 17, 45)
+    try:
+        back = datetime.strptime(moment.strftime(fmt), fmt)
+    except ValueError as exc:
+        return f"not a strftime format Meterflow can read ({exc}); use e.g. %Y-%m-%d %H:%M"
+    if back.date() != moment.date():
+        return "needs the year, month and day (%Y, %m, %d or their equivalents)"
+    return None
 
 
 def _nem12_format(el: etree._Element, data_type: str, require) -> dict:

@@ -15,12 +15,18 @@ Standardised hourly readings, one row per meter-hour (the columns every later st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 QUALITIES = ("measured", "interpolated", "estimated", "missing")
+# Cells that mean "no value" in a source file, like an empty cell (compared case-insensitively).
+MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+# The times Meterflow handles: anything outside is a broken clock or a typo, not data.
+EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")
+LATEST = pd.Timestamp("2200-01-01", tz="UTC")
 QUALITY_RANK = {name: rank for rank, name in enumerate(QUALITIES)}
 HOURLY_COLUMNS = ["hour_utc", "value", "unit", "quality", "coverage"]
 
@@ -36,6 +42,9 @@ class SourceReadings:
     - cumulative: time, value (register readings)
     - instantaneous: time, value (samples of power, temperature, occupancy, irradiance)
     - hourly: hour_utc, value, quality, coverage (already standardised, from a push)
+
+    Parsers that know where a reading came from add `line` (its line in the file), so that
+    an implausible reading can be named by its line.
     """
 
     kind: ReadingKind
@@ -44,6 +53,31 @@ class SourceReadings:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def span(self) -> tuple[datetime, datetime] | None:
+        """The UTC span the readings cover, widened to whole minutes (None if there are none)."""
+        frame = self.frame
+        if frame.empty:
+            return None
+        first, last = {"interval": ("start", "end"), "hourly": ("hour_utc", "hour_utc")}.get(
+            self.kind, ("time", "time")
+        )
+        end = frame[last].max() + pd.Timedelta(hours=1 if self.kind == "hourly" else 0)
+        return (
+            frame[first].min().floor("min").to_pydatetime(),
+            end.ceil("min").to_pydatetime() + timedelta(minutes=1),
+        )
+
+
+def is_missing_text(text: pd.Series) -> pd.Series:
+    """Which cells hold no value: empty, or a word for it such as NaN or null."""
+    return text.str.strip().str.casefold().isin(MISSING_TOKENS)
+
+
+def first_out_of_range(times: pd.Series) -> object | None:
+    """The index label of the first time outside EARLIEST..LATEST (None if all are inside)."""
+    bad = (times < EARLIEST) | (times >= LATEST)
+    return bad.idxmax() if bad.any() else None
 
 
 def empty_hourly() -> pd.DataFrame:

@@ -127,8 +127,9 @@ def _register_to_intervals(
     """Difference register readings into interval energy (see the module docstring)."""
     frame = _dedupe(frame, "time").dropna(subset=["value"])
     times, readings = _ns(frame["time"]), frame["value"].to_numpy(dtype="float64")
-    if len(times) < 2:
-        return pd.DataFrame(columns=["start", "end", "value", "quality"])
+    if len(times) < 2:  # one reading is no energy yet: the next one differences against it
+        none = pd.to_datetime(times[:0], utc=True)
+        return pd.DataFrame({"start": none, "end": none, "value": [], "quality": []})
     steps = np.diff(times)
     gap = max_gap if max_gap is not None else int(np.median(steps) * 1.5)
     delta = np.empty(len(steps))

@@ -66,6 +66,13 @@ def quantity(unit: str) -> str:
         raise ValueError(f"unknown unit {unit!r}; known: {', '.join(_UNITS)}") from None
 
 
+def standard_unit(unit: str) -> str:
+    """The unit that values in `unit` convert to: kWh, kW, degC, persons or W/m2."""
+    return {"energy": "kWh", "power": "kW", "temperature": "degC", "count": "persons"}.get(
+        quantity(unit), "W/m2"
+    )
+
+
 def to_standard(values: np.ndarray, unit: str) -> np.ndarray:
     """Convert values in `unit` to the standard unit of its quantity (kWh, kW, degC, ...)."""
     quantity(unit)

@@ -153,14 +153,17 @@ def load_window(
     wh: Warehouse, storage: Storage, participant: Participant, window: HourWindow, now: datetime
 ) -> LoadCounts:
     """Configuration (with history), emission factors, the local calendar and the meter-hours
-    of the window."""
+    of the window. The calendar spans the window's hours from its first to its last hour of
+    data, never beyond: an empty or stray span adds no calendar rows."""
     wh.prepare()
-    return (
-        load_configuration(wh, participant, now)
-        + load_emission_factors(wh)
-        + load_calendar(wh, participant, window.hours())
-        + load_meter_hours(wh, participant, window_rows(storage, participant, window))
-    )
+    rows = window_rows(storage, participant, window)
+    stamps = [r["hour_utc"] for r in rows.values() if not r.empty]
+    counts = load_configuration(wh, participant, now) + load_emission_factors(wh)
+    if stamps:
+        first, last = min(s.min() for s in stamps), max(s.max() for s in stamps)
+        hours = window.hours()
+        counts += load_calendar(wh, participant, hours[(hours >= first) & (hours <= last)])
+    return counts + load_meter_hours(wh, participant, rows)
 
 
 def aggregate_window(

@@ -1,0 +1,165 @@
+"""Plausibility of source readings: what a meter cannot have measured is refused, not stored.
+
+A payload holding one impossible reading is refused whole (and quarantined with the line or
+time of the first one), so a sender sees one clear reason and nothing half-loaded slips into the
+warehouse. Checked, in the data type's standard unit:
+
+- time: measured data types refuse readings later than now plus `FUTURE_TOLERANCE` (a wrong
+  clock or time zone); forecast data types accept their own horizon;
+- value: a finite number (empty means missing and is fine; `inf` and `1e308` are not);
+- bounds per data type (`LIMITS`): energy and solar are not negative unless the meter is
+  bidirectional, and their average power over an interval stays within the meter's rated kW;
+  temperatures, occupancy and irradiance stay within physical ranges. A meter overrides them in
+  its XML: `ratedKw`, `bidirectional`, `minValue`, `maxValue`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from meterflow.config import Meter
+from meterflow.errors import SourceDataError
+from meterflow.readings import SourceReadings
+from meterflow.units import STANDARD_UNIT, quantity, to_standard
+
+FUTURE_TOLERANCE = timedelta(hours=1)
+# Solcast forecasts reach 14 days ahead; a day more for the time a forecast waits to be loaded.
+FORECAST_HORIZON = timedelta(days=15)
+ENERGY_TYPES = ("energy", "solar", "solar_forecast")
+# A register cannot hold more than this (kWh): far above any real register, far below overflow.
+REGISTER_MAX_KWH = 1e12
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Plausible values of a data type in its standard unit (energy: average kW)."""
+
+    low: float
+    high: float
+    horizon: timedelta = FUTURE_TOLERANCE
+
+
+LIMITS: dict[str, Limits] = {
+    # 100 MW: a large campus or solar farm; set ratedKw on the meter for a tighter bound.
+    "energy": Limits(0.0, 100_000.0),
+    "solar": Limits(0.0, 100_000.0),
+    "solar_forecast": Limits(0.0, 100_000.0, FORECAST_HORIZON),
+    "temperature": Limits(-60.0, 100.0),  # inside a building, attics and cold stores included
+    "outdoor_temperature": Limits(-90.0, 60.0),  # beyond the records measured on Earth
+    "occupancy": Limits(0.0, 1_000_000.0),
+    # Thermopile pyranometers read a few W/m2 below zero at night; clear-sky peaks stay < 1500.
+    "irradiance": Limits(-25.0, 2_000.0),
+}
+
+
+def limits_of(meter: Meter) -> Limits:
+    """The data type's limits with the meter's own overrides from its XML."""
+    base = LIMITS[meter.data_type]
+    if meter.data_type in ENERGY_TYPES:
+        high = meter.rated_kw if meter.rated_kw is not None else base.high
+        low = -high if meter.exports else base.low
+        return Limits(low, high, base.horizon)
+    low = meter.min_value if meter.min_value is not None else base.low
+    high = meter.max_value if meter.max_value is not None else base.high
+    return Limits(low, high, base.horizon)
+
+
+def check_readings(readings: SourceReadings, meter: Meter, now: datetime) -> None:
+    """Raise SourceDataError naming the first implausible reading (its line where known).
+    Forecast data types may lie ahead by their horizon; the others by FUTURE_TOLERANCE."""
+    frame = readings.frame
+    if frame.empty:
+        return
+    limits = limits_of(meter)
+    times = frame[next(c for c in ("start", "hour_utc", "time") if c in frame)]
+    values = frame["value"].to_numpy(dtype="float64")
+    present = ~np.isnan(values)
+    if "quality" in frame:
+        present &= (frame["quality"] != "missing").to_numpy()
+    latest = pd.Timestamp(now) + limits.horizon
+    if (found := _first(present & (times > latest).to_numpy())) is not None:
+        raise _error(
+            frame,
+            times,
+            found,
+            f"is later than now plus {_span(limits.horizon)} ({latest:%Y-%m-%dT%H:%MZ}): no "
+            f"meter can have measured it yet (is the source's clock or time zone right?)",
+            readings.unit,
+        )
+    if (found := _first(np.isinf(values))) is not None:
+        raise _error(frame, times, found, "is not a finite number", readings.unit)
+    standard = to_standard(values, readings.unit)
+    if readings.kind == "cumulative":
+        bad = present & ((standard < 0) | (standard > REGISTER_MAX_KWH))
+        if (found := _first(bad)) is not None:
+            raise _error(
+                frame,
+                times,
+                found,
+                f"is not a register reading (a register counts from 0 up to at most "
+                f"{REGISTER_MAX_KWH:g} kWh)",
+                readings.unit,
+            )
+        return
+    energy = meter.data_type in ENERGY_TYPES
+    per_interval = _is_energy(readings) and readings.kind in ("interval", "hourly")
+    level = _average_kw(frame, standard, readings.kind) if per_interval else standard
+    unit = "kW" if energy else STANDARD_UNIT[meter.data_type]
+    if (found := _first(present & (level < limits.low))) is not None:
+        hint = ' (a meter that exports says bidirectional="true")' if energy else ""
+        raise _error(
+            frame,
+            times,
+            found,
+            f"is below {limits.low:g} {unit}, the lowest a {meter.data_type} meter reads{hint}",
+            readings.unit,
+        )
+    if (found := _first(present & (level > limits.high))) is not None:
+        setting = "ratedKw" if energy else "minValue and maxValue"
+        raise _error(
+            frame,
+            times,
+            found,
+            f"is above {limits.high:g} {unit}, the most this {meter.data_type} meter can read "
+            f"(set {setting} on the meter if the value is real)",
+            readings.unit,
+        )
+
+
+def _is_energy(readings: SourceReadings) -> bool:
+    return quantity(readings.unit) == "energy"
+
+
+def _average_kw(frame: pd.DataFrame, kwh: np.ndarray, kind: str) -> np.ndarray:
+    """Energy per interval (or per hour) as the average kW it implies."""
+    if kind == "hourly":
+        return kwh
+    hours = (frame["end"] - frame["start"]).dt.total_seconds().to_numpy() / 3600
+    with np.errstate(over="ignore"):  # 1e308 kWh in 5 minutes is inf kW: refused below
+        return np.divide(kwh, hours, out=kwh.copy(), where=hours > 0)
+
+
+def _first(bad: np.ndarray) -> int | None:
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def _error(
+    frame: pd.DataFrame, times: pd.Series, row: int, what: str, unit: str = ""
+) -> SourceDataError:
+    """`value 5 kWh at 2026-04-01T00:00Z <what>`, on the row's line where the parser knew it."""
+    when = pd.Timestamp(times.iloc[row]).strftime("%Y-%m-%dT%H:%MZ")
+    line = frame["line"].iloc[row] if "line" in frame else None
+    value = f"{frame['value'].iloc[row]:g} {unit}".strip()
+    return SourceDataError(
+        f"value {value} at {when} {what}",
+        line=int(line) if line is not None and not pd.isna(line) else None,
+    )
+
+
+def _span(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:g} h" if hours < 48 else f"{hours / 24:g} days"
