@@ -79,6 +79,22 @@ class SolcastConnector:
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
         return parse_periods(data, meter.connector.product)
 
+    # The raw log keeps each period's estimate once: consecutive calls overlap by days.
+    def split_records(self, data: bytes) -> tuple[dict, list[dict]]:
+        envelope = json.loads(data)
+        (product,) = (k for k in MAX_HOURS if k in envelope["body"])
+        body = {k: v for k, v in envelope["body"].items() if k != product}
+        return {**envelope, "body": body, "product": product}, envelope["body"][product]
+
+    def join_records(self, envelope: dict, records: list[dict]) -> bytes:
+        product = envelope["product"]
+        rest = {k: v for k, v in envelope.items() if k != "product"}
+        body = {**envelope["body"], product: records}
+        return json.dumps({**rest, "body": body}, sort_keys=True).encode()
+
+    def record_key(self, record: dict) -> str:
+        return f"{record.get('period_end')}/{record.get('period')}"
+
 
 def _fetched_since(storage: Storage, meter_id: str, moment: datetime) -> bool:
     stamp = moment.strftime("%Y/%m/%d/%H%M%S%f")

@@ -67,6 +67,17 @@ class WattwatchersConnector:
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
         return parse_long_energy(data, meter.connector.channels, meter.connector.quantity)
 
+    # The raw log keeps each 5-minute record once, however the fetches were paged.
+    def split_records(self, data: bytes) -> tuple[dict, list[dict]]:
+        envelope = json.loads(data)
+        return {k: v for k, v in envelope.items() if k != "records"}, envelope["records"]
+
+    def join_records(self, envelope: dict, records: list[dict]) -> bytes:
+        return json.dumps({**envelope, "records": records}, sort_keys=True).encode()
+
+    def record_key(self, record: dict) -> str:
+        return f"{record.get('timestamp')}/{record.get('duration', 300)}"
+
 
 def select_channels(channels: list[dict], selectors: tuple[str, ...]) -> list[int]:
     """Positions of the channels named by id (C1 or full id), label or category label."""

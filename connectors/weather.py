@@ -4,7 +4,8 @@ Open-Meteo (open-meteo.com) was chosen because it needs no key, is free for non-
 use, serves the ERA5-based historical archive by date range with an hourly UTC grid, and offers
 exactly the variables the warehouse needs: `temperature_2m` (degC, an instant on the hour) and
 `shortwave_radiation` (W/m2, the mean of the preceding hour). The archive lags real time by a few
-days; recent hours stay due and are fetched again until they appear.
+days (about 5, for ERA5): an hour stays due and is fetched again until it appears or `settle`
+has passed; each hourly value is kept once in the raw log.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class WeatherConnector:
     type: ClassVar[str] = "weather"
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = False
-    settle: ClassVar[timedelta] = timedelta(0)
+    settle: ClassVar[timedelta] = timedelta(days=7)
 
     def __init__(self, client: HttpClient, base_url: str):
         self.client, self.base_url = client, base_url.rstrip("/")
@@ -61,6 +62,24 @@ class WeatherConnector:
 
     def parse(self, data: bytes, name: str, meter: Meter) -> SourceReadings:
         return parse_hourly(data, WEATHER_VARIABLES[meter.data_type])
+
+    # The raw log keeps each hourly value once, however the date ranges asked for overlapped.
+    def split_records(self, data: bytes) -> tuple[dict, list[dict]]:
+        envelope = json.loads(data)
+        hourly = envelope["body"].get("hourly", {})
+        records = [
+            dict(zip(hourly, row, strict=True)) for row in zip(*hourly.values(), strict=True)
+        ]
+        body = {k: v for k, v in envelope["body"].items() if k != "hourly"}
+        return {**envelope, "body": body}, records
+
+    def join_records(self, envelope: dict, records: list[dict]) -> bytes:
+        hourly = {column: [r[column] for r in records] for column in records[0]}
+        body = {**envelope["body"], "hourly": hourly}
+        return json.dumps({**envelope, "body": body}, sort_keys=True).encode()
+
+    def record_key(self, record: dict) -> str:
+        return str(record.get("time"))
 
 
 def parse_hourly(data: bytes, variable: str) -> SourceReadings:

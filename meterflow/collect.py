@@ -18,11 +18,14 @@ from meterflow.config import Meter, Participant
 from meterflow.errors import SourceDataError
 from meterflow.hourly_store import read_hours, upsert_hours
 from meterflow.http import SourceDeferred
+from meterflow.intake import accept, consume, quarantine, quarantine_key
+from meterflow.meter_state import MeterState, read_state, write_state
 from meterflow.rawlog import Payload, RawLog
-from meterflow.readings import SourceReadings
+from meterflow.readings import SourceReadings, empty_hourly
 from meterflow.standardise import standardise
 from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
+from meterflow.timeutil import HOUR, HourWindow, floor_hour
+from meterflow.units import standard_unit, to_standard
 
 # Payloads around new data that are re-read so that registers difference across file borders.
 CONTEXT = timedelta(days=2)
@@ -35,7 +38,8 @@ class Connector(Protocol):
     version: ClassVar[str]
     # File-fed connectors look for new files on every dispatch; API connectors fetch windows.
     polls: ClassVar[bool]
-    # Recent hours a source may still fill in (e.g. a device back-filling after an outage).
+    # How long after an hour a source may still fill it in (a device back-filling after an
+    # outage, a weather archive catching up); after that an incomplete hour is final.
     settle: ClassVar[timedelta]
 
     def fetch(
@@ -86,7 +90,6 @@ def window_key(
     """The cache key of a meter window: participant, meter, span, configuration, connector."""
     asked = json.dumps([participant.id, meter.id, str(window), made_with(meter, connector)])
     return hashlib.sha256(asked.encode()).hexdigest()[:16]
-    return hashlib.sha256(asked).hexdigest()[:16]
 
 
 def collect_meter(
@@ -100,10 +103,12 @@ def collect_meter(
 ) -> CollectResult:
     """Fetch what is new for `meter`, archive it, and upsert the hours it changes.
 
-    Unreadable payloads are archived, copied to `quarantine/` with a reason, and reported in
-    `rejected`; the rest of the meter's data still goes through. If the meter's configuration
-    (or its connector's version) changed since its hours were standardised, the whole archive
-    of that meter is standardised again, so a fixed unit or channel takes effect at once.
+    Unreadable or implausible payloads are archived, copied to `quarantine/` with a reason, and
+    reported in `rejected`; the rest of the meter's data still goes through (meterflow.intake).
+    If the meter's configuration (or its connector's version) changed since its hours were
+    standardised, the whole archive of that meter is standardised again, so a fixed unit or
+    channel takes effect at once. Hours the source had a fair chance to fill are recorded as
+    settled (meterflow.meter_state): the dispatch does not fetch them again.
 
     `force_override` is for explicit reruns: True fetches the window again and rewrites its
     hours (a changed payload is archived beside the previous one, never over it); False makes
@@ -115,37 +120,25 @@ def collect_meter(
     result = CollectResult(participant.id, meter.id, window)
     result.hours_cached = len(complete_hours(storage, meter, window))
     current = made_with(meter, connector)
-    finished = result.hours_cached == len(window.hours()) and _ledger(storage, meter) == current
+    state = read_state(storage, meter)
+    stored_state = MeterState(state.made_with, list(state.settled))
+    finished = result.hours_cached == len(window.hours()) and state.made_with == current
     if force_override is False and finished:
         return result
     origin = "archive" if force_override is False else "source"
     fetch = f"{origin}@{now:%Y-%m-%dT%H:%M:%SZ}/{window_key(participant, meter, connector, window)}"
     log = RawLog(storage, meter.id)
-    spans = []
+    fetched = force_override is not False
     try:
-        payloads = [] if force_override is False else connector.fetch(storage, meter, window, now)
+        payloads = connector.fetch(storage, meter, window, now) if fetched else []
     except SourceDeferred as exc:
-        result.deferred = str(exc)
-        payloads = []
-    for payload in payloads:
-        if log.has(payload):
-            _consume(storage, payload)
-            continue
-        try:
-            readings = connector.parse(payload.data, payload.name, meter)
-        except SourceDataError as exc:
-            error = exc.located(participant=participant.id, meter=meter.id, file=payload.source)
-            log.add(payload, None, now, error=str(error))
-            quarantine(storage, meter.id, payload, str(error))
-            result.rejected.append(str(error))
-            continue
-        span = _span(readings)
-        log.add(payload, span, now)
-        _consume(storage, payload)
-        result.payloads_new += 1
-        if span:
-            spans.append(span)
-    if _ledger(storage, meter) != current:
+        result.deferred, payloads, fetched = str(exc), [], False
+    spans = [
+        span
+        for payload in payloads
+        if (span := _take(storage, log, connector, payload, meter, now, result))
+    ]
+    if state.made_with != current:
         spans = [ref.span for ref in log.refs if ref.span] or spans
     elif force_override is not None:
         spans += [ref.span for ref in log.overlapping(window.start, window.end)]
@@ -153,76 +146,102 @@ def collect_meter(
         start = min(s[0] for s in spans) - REWRITE
         end = max(s[1] for s in spans) + REWRITE
         hourly = _standardise_archive(
-            storage, log, meter, connector, start - CONTEXT, end + CONTEXT
+            storage, log, meter, connector, start - CONTEXT, end + CONTEXT, result
         )
         inside = (hourly["hour_utc"] >= start) & (hourly["hour_utc"] < end)
         result.changed = upsert_hours(storage, meter, hourly[inside], fetch, current)
+    stored = read_hours(storage, meter, window.days())
+    stored = stored[(stored["hour_utc"] >= window.start) & (stored["hour_utc"] < window.end)]
+    if (
+        fetched
+        and not connector.polls
+        and (final := _settled(window, stored, now, connector.settle))
+    ):
+        state.settle(final)
     if spans or not log.refs:
-        storage.write(_ledger_key(meter), json.dumps({"made_with": current}).encode())
-    result.hours_missing = len(window.hours()) - len(complete_hours(storage, meter, window))
+        state.made_with = current
+    if state != stored_state:
+        write_state(storage, meter, state)
+    result.hours_missing = len(window.hours()) - int(is_complete(stored).sum())
     return result
 
 
-def _ledger_key(meter: Meter) -> str:
-    return f"ledger/{meter.id}.json"
+def _take(storage, log, connector, payload: Payload, meter: Meter, now, result) -> tuple | None:
+    """Archive one payload (or quarantine it); the span of its new data, if any."""
+    if payload.refused:  # judged by its entry (a link, a bad name), not by its bytes
+        if storage.exists(quarantine_key(meter.id, payload)):
+            consume(storage, payload)
+        else:
+            _reject(storage, None, meter, payload, SourceDataError(payload.refused), now, result)
+        return None
+    if log.has(payload):
+        consume(storage, payload)
+        return None
+    try:
+        accepted = accept(storage, log, connector, payload, meter, now)
+    except SourceDataError as exc:
+        _reject(storage, log, meter, payload, exc, now, result)
+        return None
+    if accepted is None:  # the raw log holds every record of it already
+        consume(storage, payload)
+        return None
+    span = accepted.readings.span()
+    log.add(accepted.payload, span, now, records_fetched=accepted.records_fetched)
+    consume(storage, payload)
+    result.payloads_new += 1
+    return span
 
 
-def _ledger(storage: Storage, meter: Meter) -> str | None:
-    """The configuration the meter's stored hours were standardised with."""
-    key = _ledger_key(meter)
-    return json.loads(storage.read(key))["made_with"] if storage.exists(key) else None
+def _reject(storage, log, meter, payload, exc: SourceDataError, now, result) -> None:
+    """Quarantine a payload with its reason (and archive it as rejected, when its bytes were
+    judged: the same bytes are then not judged again)."""
+    error = exc.located(participant=result.participant, meter=meter.id, file=payload.source)
+    if log is not None:
+        log.add(payload, None, now, error=str(error))
+    quarantine(storage, meter.id, payload, str(error))
+    result.rejected.append(str(error))
 
 
-def _standardise_archive(storage, log, meter, connector, start, end) -> pd.DataFrame:
-    parsed = [
-        connector.parse(storage.read(ref.key), ref.name, meter)
-        for ref in log.overlapping(start, end)
-    ]
-    return standardise_meter(parsed, meter)
+def _settled(
+    window: HourWindow, stored: pd.DataFrame, now: datetime, settle: timedelta
+) -> HourWindow | None:
+    """The hours of a fetched window that are final: those ending at least `settle` before
+    both now and the end of the last hour the source had data for (a device still in an
+    outage may back-fill all of it when it returns)."""
+    covered = stored.loc[stored["coverage"] > 0, "hour_utc"]
+    if covered.empty:
+        return None
+    alive = min(now, covered.max().to_pydatetime() + HOUR)
+    end = min(window.end, floor_hour(alive - settle))
+    return HourWindow(window.start, end) if end > window.start else None
+
+
+def _standardise_archive(storage, log, meter, connector, start, end, result) -> pd.DataFrame:
+    """Hourly readings from the archived payloads overlapping [start, end); one that the
+    meter's current configuration cannot read is left out and reported, never fatal."""
+    parsed = []
+    for ref in log.overlapping(start, end):
+        try:
+            parsed.append(connector.parse(storage.read(ref.key), ref.name, meter))
+        except SourceDataError as exc:
+            result.rejected.append(f"{ref.key} (archived): {exc}")
+    return standardise_meter(parsed, meter) if parsed else empty_hourly()
 
 
 def standardise_meter(parsed: list[SourceReadings], meter: Meter) -> pd.DataFrame:
     """Hourly readings of a meter from its parsed payloads, oldest first (later ones win)."""
+    # Each payload has its own unit (one push file in Wh, the next in kWh).
+    frames = [p.frame.assign(value=to_standard(p.frame["value"], p.unit)) for p in parsed]
     readings = SourceReadings(
-        parsed[0].kind, parsed[0].unit, pd.concat([p.frame for p in parsed], ignore_index=True)
+        parsed[0].kind, standard_unit(parsed[0].unit), pd.concat(frames, ignore_index=True)
     )
     settings = meter.connector
+    register_max = getattr(settings, "register_max", None)  # in the source unit
     return standardise(
         readings,
         meter.data_type,
-        register_max=getattr(settings, "register_max", None),
+        register_max=None
+        if register_max is None
+        else float(to_standard(register_max, parsed[0].unit)),
         max_gap_minutes=getattr(settings, "max_gap_minutes", None),
     )
-
-
-def _span(readings: SourceReadings) -> tuple[datetime, datetime] | None:
-    """The UTC span a payload's readings cover, widened to whole minutes."""
-    frame = readings.frame
-    if frame.empty:
-        return None
-    columns = {"interval": ("start", "end"), "hourly": ("hour_utc", "hour_utc")}
-    first, last = columns.get(readings.kind, ("time", "time"))
-    end = frame[last].max() + (
-        pd.Timedelta(hours=1) if readings.kind == "hourly" else pd.Timedelta(0)
-    )
-    return (
-        frame[first].min().floor("min").to_pydatetime(),
-        end.ceil("min").to_pydatetime() + timedelta(minutes=1),
-    )
-
-
-def quarantine(storage: Storage, meter_id: str, payload: Payload, reason: str) -> str:
-    """Keep rejected input beside a reason file, then take it out of the inbox."""
-    key = f"quarantine/{meter_id}/{payload.sha[:16]}_{RawLog.safe_name(payload.name)}"
-    storage.write(key, payload.data)
-    storage.write(
-        key + ".reason.json",
-        json.dumps({"source": payload.source, "reason": reason}, indent=2).encode(),
-    )
-    _consume(storage, payload)
-    return key
-
-
-def _consume(storage: Storage, payload: Payload) -> None:
-    if payload.consumed_key:
-        storage.delete(payload.consumed_key)

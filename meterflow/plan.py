@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from meterflow.collect import Connector, complete_hours
 from meterflow.config import Meter, Participant
+from meterflow.meter_state import read_state
 from meterflow.storage import Storage
 from meterflow.timeutil import HOUR, HourWindow
 
@@ -24,21 +24,18 @@ def plan_meters(
     participant: Participant,
     window: HourWindow,
     connector_type: Callable[[Meter], type[Connector]],
-    now: datetime | None = None,
 ) -> list[MeterWindow]:
-    """One window per meter that has work: the span of its incomplete hours.
+    """One window per meter that has work: the span of its incomplete hours that are not final.
 
     A backlog collapses into one contiguous span per meter. Meters whose connector polls (files,
-    inboxes) are always planned over the whole window, since new data may arrive for any hour;
-    hours younger than the connector's settle time are due again until they settle.
+    inboxes) are always planned over the whole window, since new data may arrive for any hour.
+    An incomplete hour stays due until it settles (meterflow.meter_state); then it is final.
     """
-    now = now or datetime.now(UTC)
     planned = []
     for meter in participant.meters:
         connector = connector_type(meter)
         pending = window.hours().difference(complete_hours(storage, meter, window))
-        unsettled = window.hours()[window.hours() >= now - connector.settle - HOUR]
-        pending = pending.union(unsettled) if connector.settle else pending
+        pending = pending.difference(read_state(storage, meter).settled_hours(window))
         if connector.polls:
             planned.append(MeterWindow(meter.id, window, len(pending)))
         elif len(pending):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from connectors import CONNECTOR_TYPES, connector_for
+from connectors import connector_for
 from emulators.openmeteo import OpenMeteoEmulator
 from emulators.solcast import SolcastEmulator
 from emulators.wattwatchers import WattwatchersEmulator
@@ -18,7 +18,6 @@ from meterflow.collect import collect_meter
 from meterflow.hourly_store import read_hours
 from meterflow.http import Caller, HttpClient, SourceRejected
 from meterflow.participant_xml import load_participant
-from meterflow.plan import plan_meters
 from meterflow.sources import SourceAccess
 from meterflow.timeutil import HourWindow
 
@@ -308,18 +307,3 @@ def test_an_exhausted_per_second_budget_pauses_the_next_call(wattwatchers):
     started = time.monotonic()
     client.get(f"{wattwatchers.url}/devices")
     assert time.monotonic() - started >= 0.9
-
-
-def test_recent_hours_of_a_back_filling_source_stay_due(storage, participant, wattwatchers):
-    collect(storage, participant, "ww-mains", ww_access(wattwatchers), DAY)
-    now = DAY.end.replace(hour=2)  # two hours after the day: 6 h settle covers its last hours
-    planned = {
-        p.meter_id: p
-        for p in plan_meters(
-            storage, participant, DAY, lambda m: CONNECTOR_TYPES[m.connector.type], now=now
-        )
-    }
-    ww = planned["ww-mains"]
-    assert ww.window.start == datetime(2026, 4, 1, 19, tzinfo=UTC) and ww.hours_pending == 5
-    old = plan_meters(storage, participant, DAY, lambda m: CONNECTOR_TYPES[m.connector.type])
-    assert "ww-mains" not in {p.meter_id for p in old}  # settled and complete: no call
