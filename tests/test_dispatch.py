@@ -217,7 +217,8 @@ def test_dispatch_names_its_run_and_leaves_a_summary_artifact(demo):
 def test_a_broken_participant_and_a_broken_meter_fail_alone(prefect_server, tmp_path):
     data_root = tmp_path / "data"
     demo_data.generate(data_root, WINDOW)
-    # initech's XML has a bad time zone; acme has a planted link into globex's storage.
+    # initech's XML has a bad time zone; acme's Solcast meter names a block that does not exist,
+    # and acme has a planted link into globex's storage (quarantined, never followed).
     shutil.copytree(data_root / "globex", data_root / "initech")
     config = data_root / "initech" / "config" / "participant.xml"
     config.write_text(
@@ -225,6 +226,8 @@ def test_a_broken_participant_and_a_broken_meter_fail_alone(prefect_server, tmp_
         .replace('id="globex"', 'id="initech"')
         .replace("Australia/Perth", "Australia/Atlantis")
     )
+    acme = data_root / "acme" / "config" / "participant.xml"
+    acme.write_text(acme.read_text().replace('"acme-solcast"', '"acme-solcast-gone"'))
     planted = data_root / "acme" / "exports" / "bne-temp" / "globex.csv"
     os.symlink(data_root / "globex" / "nem12" / "NEM12_VM_202604.zip", planted)
     with demo_sources(WINDOW):
@@ -232,7 +235,10 @@ def test_a_broken_participant_and_a_broken_meter_fail_alone(prefect_server, tmp_
     assert state.is_failed()
     assert "initech/*: initech:config/participant.xml:" in state.message
     assert "unknown time zone 'Australia/Atlantis'" in state.message
-    assert "acme/bne-temp:" in state.message and "leaves participant acme" in state.message
+    assert "acme/bne-pv: meter bne-pv: cannot load block" in state.message
+    assert "acme-solcast-gone" in state.message and "bne-temp" not in state.message
+    (reason,) = (data_root / "acme" / "quarantine" / "bne-temp").glob("*.reason.json")
+    assert "a symbolic link: not read" in reason.read_text()
     with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
         loaded = dict(
             con.execute("SELECT participant_id, count(*) FROM fact_hourly GROUP BY 1").fetchall()
