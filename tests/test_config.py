@@ -69,6 +69,11 @@ def test_models_carry_the_configuration():
             4,
             "credentials",
         ),
+        ('unit="kWh"', 'unit="kWh" timestampFormat="%Q %d"', 5, "timestampFormat '%Q %d': not a"),
+        ('unit="kWh"', 'unit="kWh" timestampFormat="%H:%M"', 5, "needs the year, month and day"),
+        ('unit="kWh"', 'unit="kWh" timestampColumn=""', 5, "timestampColumn must name a column"),
+        ('unit="kWh"', 'unit="kWh" valueColumn=" "', 5, "valueColumn must name a column"),
+        ('unit="kWh"', 'unit="kWh" delimiter=""', 5, "delimiter must be one character"),
     ],
 )
 def test_errors_name_the_line(old, new, line, text):

@@ -16,7 +16,7 @@ from connectors.csv import parse_csv
 from connectors.nem12 import parse_nem12
 from connectors.push import parse_push
 from meterflow.collect import standardise_meter
-from meterflow.config import CsvSettings, Meter, Nem12Settings
+from meterflow.config import CsvFormat, CsvSettings, Meter, Nem12Settings
 from meterflow.errors import SourceDataError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -262,3 +262,11 @@ def test_push_rejections_say_why(body, name, message):
     line, _, reason = message.partition(": ") if message.startswith("line") else ("", "", message)
     assert caught.value.reason == reason
     assert caught.value.line == (int(line.split()[1]) if line else None)
+
+
+@pytest.mark.parametrize("cell", ["", "NaN", "nan", "NA", "N/A", "null", "None"])
+def test_a_csv_cell_saying_nan_is_missing_like_an_empty_one(cell):
+    body = f"timestamp,value\n2026-04-01T00:00Z,1\n2026-04-01T00:30Z,{cell}\n2026-04-01T01:00Z,2\n"
+    readings = parse_csv(body.encode(), CsvFormat(kind="interval", unit="kWh", interval_minutes=30))
+    assert readings.frame.quality.tolist() == ["measured", "missing", "measured"]
+    assert readings.frame.line.tolist() == [2, 3, 4]
