@@ -15,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
 from blocks import GuardianPolicy, OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
@@ -24,6 +23,7 @@ from emulators.openmeteo import OpenMeteoEmulator
 from emulators.solcast import SolcastEmulator
 from emulators.wattwatchers import WattwatchersEmulator
 from flows.dispatch import dispatch
+from flows.summary import show_dispatch, wide_console
 from meterflow import demo_data
 from meterflow.timeutil import HourWindow
 from meterflow.warehouse import DuckDBWarehouse
@@ -93,7 +93,7 @@ def demo_policy(url: str, participant: str) -> GuardianPolicy:
 
 
 def run_demo(data_root: str = "data") -> int:
-    console = Console(width=max(Console().width, 120))
+    console = wide_console()
     started = time.perf_counter()
     warehouse_path = str(Path(data_root) / "warehouse.duckdb")
     window = demo_data.WINDOW
@@ -113,34 +113,9 @@ def run_demo(data_root: str = "data") -> int:
                 return_state=True,
             )
         guardian_documents = emulators["guardian"].received
-    rows = state.result(raise_on_failure=False)
+    rows = show_dispatch(console, state)
     if not state.is_completed():
-        console.print(f"[red]dispatch failed:[/] {rows}")
         return 1
-
-    meters = Table(title="Dispatch: meters")
-    for column in (
-        "participant",
-        "meter",
-        "files new",
-        "hours new",
-        "hours cached",
-        "hours missing",
-        "status",
-    ):
-        meters.add_column(column, justify="left" if column in ("participant", "meter") else "right")
-    for r in rows:
-        status = r["status"] if r["status"] == "ok" else f"[yellow]{r['status']}[/]"
-        meters.add_row(
-            r["participant"],
-            r["meter"],
-            str(r["files_new"]),
-            str(r["hours_new"]),
-            str(r["hours_cached"]),
-            str(r["hours_missing"]),
-            status,
-        )
-    console.print(meters)
 
     with DuckDBWarehouse(warehouse_path, read_only=True) as wh:
         summary = property_summary(wh, window)

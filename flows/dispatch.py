@@ -24,9 +24,17 @@ from tasks.collect import plan_participant
 from tasks.participants import validate_participant
 from tasks.warehouse import load_changes, report_window
 
+# Without an explicit window, a dispatch covers the complete hours of the last day.
+LOOKBACK_HOURS = 24
+
 
 class DispatchFailed(MeterflowError):
-    """Some participants or meters failed; everything else was collected and loaded."""
+    """Some participants or meters failed; everything else was collected and loaded. Carries
+    the summary rows, so that whoever started the run can show every meter, not only these."""
+
+    def __init__(self, message: str, rows: list[dict] | None = None):
+        super().__init__(message)
+        self.rows = rows or []
 
 
 def resolve_window(start: str | None, end: str | None, lookback_hours: int) -> HourWindow:
@@ -39,7 +47,8 @@ def resolve_window(start: str | None, end: str | None, lookback_hours: int) -> H
 
 def _run_name() -> str:
     p = flow_run.parameters
-    return f"dispatch/{resolve_window(p.get('start'), p.get('end'), p.get('lookback_hours', 24))}"
+    window = resolve_window(p.get("start"), p.get("end"), p.get("lookback_hours", LOOKBACK_HOURS))
+    return f"dispatch/{window}"
 
 
 @flow(flow_run_name=_run_name, task_runner=shard_runner())
@@ -49,7 +58,7 @@ def dispatch(
     data_root: str = "data",
     warehouse: str = "data/warehouse.duckdb",
     participants: list[str] | None = None,
-    lookback_hours: int = 24,
+    lookback_hours: int = LOOKBACK_HOURS,
     shard_size: int = DEFAULT_SHARD_SIZE,
     mode: Mode = "local",
     shard_deployment: str = SHARD_DEPLOYMENT,
@@ -116,5 +125,5 @@ def dispatch(
     )
     failed = failures(outcomes)
     if failed:
-        raise DispatchFailed(f"{len(failed)} failed:\n" + "\n".join(failed))
+        raise DispatchFailed(f"{len(failed)} failed:\n" + "\n".join(failed), rows)
     return rows

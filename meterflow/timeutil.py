@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
+import numpy as np
 import pandas as pd
 
 HOUR = timedelta(hours=1)
@@ -19,12 +21,23 @@ def parse_zone(name: str) -> tzinfo:
         return UTC
     match = _OFFSET.fullmatch(name)
     if match:
+        hours, minutes = int(match[2]), int(match[3])
+        if hours > 23 or minutes > 59:
+            raise ValueError(
+                f"{name!r} is not a UTC offset: hours go up to 23 and minutes up to 59 "
+                "(e.g. +10:00, -03:30)"
+            )
         sign = 1 if match[1] == "+" else -1
-        return timezone(sign * timedelta(hours=int(match[2]), minutes=int(match[3])))
+        return timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name, UTC or +HH:MM)") from None
+        close = difflib.get_close_matches(name, zoneinfo.available_timezones(), n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown time zone {name!r}{guess}: use an IANA name such as Australia/Sydney, "
+            "UTC, or a fixed offset such as +10:00"
+        ) from None
 
 
 def to_utc(stamps: pd.Series, zone: str) -> pd.Series:
@@ -42,9 +55,48 @@ def to_utc(stamps: pd.Series, zone: str) -> pd.Series:
         return stamps.dt.tz_localize(tz).dt.tz_convert(UTC)
     try:
         local = stamps.dt.tz_localize(tz, ambiguous="infer", nonexistent="raise")
-    except Exception as exc:  # pytz-style errors differ across pandas versions
-        raise ValueError(f"cannot place local times in {zone}: {exc}") from None
+    except Exception:  # pytz-style errors differ across pandas versions
+        raise ValueError(_unplaceable(stamps, tz, zone)) from None
     return local.dt.tz_convert(UTC)
+
+
+def _unplaceable(stamps: pd.Series, tz: zoneinfo.ZoneInfo, zone: str) -> str:
+    """Why the wall times cannot be placed in `zone`, told at the first one that cannot: the
+    person who made the export knows clocks changing, not pandas' `nonexistent` argument."""
+    given = stamps.notna()
+    standard_time = np.zeros(len(stamps), dtype=bool)
+    skipped = given & stamps.dt.tz_localize(tz, ambiguous=standard_time, nonexistent="NaT").isna()
+    # otherwise a repeated hour whose rows do not say which occurrence they are
+    twice = given & stamps.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").isna()
+    wall = stamps[skipped if skipped.any() else twice].iloc[0]
+    moment = wall.to_pydatetime()
+    before, after = (moment.replace(tzinfo=tz, fold=fold).utcoffset() for fold in (0, 1))
+    shift = abs(after - before)
+    step = "an hour" if shift == HOUR else f"{shift.total_seconds() / 60:g} minutes"
+    change = (
+        f"on {moment:%Y-%m-%d} clocks go {'forward' if after > before else 'back'} {step}, "
+        f"from UTC{_offset(before)} to UTC{_offset(after)} (a daylight-saving change)"
+    )
+    standard = f"give its zone as the fixed offset {_offset(min(before, after))} instead of {zone}"
+    when = wall.isoformat(sep=" ", timespec="minutes" if moment.second == 0 else "seconds")
+    if skipped.any():
+        return (
+            f"{when} does not exist in {zone}: {change}, skipping it. If the export keeps "
+            f"standard time all year, {standard}; otherwise fix or remove that row"
+        )
+    return (
+        f"{when} happens twice in {zone}: {change}, and the rows do not say which one they mean "
+        f"(a repeated hour must appear twice, in order). If the export keeps standard time all "
+        f"year, {standard}; otherwise give the timestamps UTC offsets "
+        f"(like {moment:%Y-%m-%dT%H:%M}{_offset(before)}) or remove the row"
+    )
+
+
+def _offset(delta: timedelta) -> str:
+    """+10:00, -03:30: a UTC offset as people write it."""
+    minutes = int(delta.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def floor_hour(moment: datetime) -> datetime:

@@ -135,4 +135,4 @@ def test_validate_command_prints_ok_or_errors_and_exit_code(tmp_path):
         [MERTERFLOW, "validate", EXAMPLES[0], broken], capture_output=True, text=True
     )
     assert bad.returncode == 1
-    assert f"{broken}:3: property p1: unknown time zone 'Nowhere'" in bad.stdout
+    assert f"error: {broken}:3: property p1: unknown time zone 'Nowhere'" in bad.stderr
