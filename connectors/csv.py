@@ -23,7 +23,7 @@ from meterflow.readings import (
     first_out_of_range,
     is_missing_text,
 )
-from meterflow.timeutil import to_utc
+from meterflow.timeutil import UnplaceableTime, to_utc
 
 
 class CsvConnector(FileConnector):
@@ -86,6 +86,8 @@ def _timestamps(text: pd.Series, settings: CsvFormat) -> pd.Series:
     _in_range(parsed if parsed.dt.tz else parsed.dt.tz_localize("UTC"), text)
     try:
         utc = to_utc(parsed, settings.timezone)
+    except UnplaceableTime as exc:
+        raise SourceDataError(str(exc), line=int(exc.row)) from None
     except ValueError as exc:
         raise SourceDataError(str(exc)) from None
     _in_range(utc, text)

@@ -18,8 +18,7 @@ import pandas as pd
 
 from meterflow.config import Meter
 from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
-from meterflow.unloaded import spans
+from meterflow.timeutil import HourWindow, merge_windows
 
 
 @dataclass
@@ -28,7 +27,7 @@ class MeterState:
     settled: list[HourWindow] = field(default_factory=list)
 
     def settle(self, window: HourWindow) -> None:
-        self.settled = spans([*self.settled, window])
+        self.settled = merge_windows([*self.settled, window])
 
     def settled_hours(self, window: HourWindow) -> pd.DatetimeIndex:
         """The hours of `window` that are final."""

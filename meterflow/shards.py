@@ -41,7 +41,10 @@ class MeterOutcome:
             files_new=result.payloads_new,
         )
         if result.rejected:
-            outcome.status, outcome.why = "quarantined", "; ".join(result.rejected)
+            # The row names participant and meter already; each reason names its file.
+            named = f"{result.participant}/{result.meter}, "
+            reasons = [r.removeprefix(named) for r in result.rejected]
+            outcome.status, outcome.why = "quarantined", "; ".join(reasons)
         if result.deferred:
             outcome.status, outcome.why = "deferred", result.deferred
         return outcome

@@ -40,12 +40,20 @@ def parse_zone(name: str) -> tzinfo:
         ) from None
 
 
+class UnplaceableTime(ValueError):
+    """Wall times that cannot be placed in a zone; `row` is the index label of the first."""
+
+    def __init__(self, message: str, row: object):
+        super().__init__(message)
+        self.row = row
+
+
 def to_utc(stamps: pd.Series, zone: str) -> pd.Series:
     """Wall-clock timestamps in `zone` to UTC.
 
     The repeated hour at the end of DST is told apart by row order (pandas 'infer'); wall times
-    that do not exist (the skipped hour at the start of DST) raise, naming the first of them.
-    Timestamps that already carry an offset are converted as they are.
+    that do not exist (the skipped hour at the start of DST) raise UnplaceableTime, naming the
+    first of them. Timestamps that already carry an offset are converted as they are.
     """
     stamps = pd.to_datetime(stamps)
     if stamps.dt.tz is not None:
@@ -56,11 +64,11 @@ def to_utc(stamps: pd.Series, zone: str) -> pd.Series:
     try:
         local = stamps.dt.tz_localize(tz, ambiguous="infer", nonexistent="raise")
     except Exception:  # pytz-style errors differ across pandas versions
-        raise ValueError(_unplaceable(stamps, tz, zone)) from None
+        raise _unplaceable(stamps, tz, zone) from None
     return local.dt.tz_convert(UTC)
 
 
-def _unplaceable(stamps: pd.Series, tz: zoneinfo.ZoneInfo, zone: str) -> str:
+def _unplaceable(stamps: pd.Series, tz: zoneinfo.ZoneInfo, zone: str) -> UnplaceableTime:
     """Why the wall times cannot be placed in `zone`, told at the first one that cannot: the
     person who made the export knows clocks changing, not pandas' `nonexistent` argument."""
     given = stamps.notna()
@@ -68,7 +76,8 @@ def _unplaceable(stamps: pd.Series, tz: zoneinfo.ZoneInfo, zone: str) -> str:
     skipped = given & stamps.dt.tz_localize(tz, ambiguous=standard_time, nonexistent="NaT").isna()
     # otherwise a repeated hour whose rows do not say which occurrence they are
     twice = given & stamps.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").isna()
-    wall = stamps[skipped if skipped.any() else twice].iloc[0]
+    first = stamps[skipped if skipped.any() else twice]
+    wall, row = first.iloc[0], first.index[0]
     moment = wall.to_pydatetime()
     before, after = (moment.replace(tzinfo=tz, fold=fold).utcoffset() for fold in (0, 1))
     shift = abs(after - before)
@@ -80,15 +89,17 @@ def _unplaceable(stamps: pd.Series, tz: zoneinfo.ZoneInfo, zone: str) -> str:
     standard = f"give its zone as the fixed offset {_offset(min(before, after))} instead of {zone}"
     when = wall.isoformat(sep=" ", timespec="minutes" if moment.second == 0 else "seconds")
     if skipped.any():
-        return (
+        return UnplaceableTime(
             f"{when} does not exist in {zone}: {change}, skipping it. If the export keeps "
-            f"standard time all year, {standard}; otherwise fix or remove that row"
+            f"standard time all year, {standard}; otherwise fix or remove that row",
+            row,
         )
-    return (
+    return UnplaceableTime(
         f"{when} happens twice in {zone}: {change}, and the rows do not say which one they mean "
         f"(a repeated hour must appear twice, in order). If the export keeps standard time all "
         f"year, {standard}; otherwise give the timestamps UTC offsets "
-        f"(like {moment:%Y-%m-%dT%H:%M}{_offset(before)}) or remove the row"
+        f"(like {moment:%Y-%m-%dT%H:%M}{_offset(before)}) or remove the row",
+        row,
     )
 
 
@@ -97,6 +108,17 @@ def _offset(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     sign = "-" if minutes < 0 else "+"
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def merge_windows(windows: list[HourWindow]) -> list[HourWindow]:
+    """The windows merged where they overlap or touch, in order."""
+    merged: list[HourWindow] = []
+    for window in sorted(windows, key=lambda w: w.start):
+        if merged and window.start <= merged[-1].end:
+            merged[-1] = HourWindow(merged[-1].start, max(merged[-1].end, window.end))
+        else:
+            merged.append(window)
+    return merged
 
 
 def floor_hour(moment: datetime) -> datetime:

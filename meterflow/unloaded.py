@@ -37,17 +37,6 @@ def marks(storage: Storage) -> dict[str, HourWindow]:
     return found
 
 
-def spans(windows: list[HourWindow]) -> list[HourWindow]:
-    """The windows merged where they overlap or touch, in order: what to load."""
-    merged: list[HourWindow] = []
-    for window in sorted(windows, key=lambda w: w.start):
-        if merged and window.start <= merged[-1].end:
-            merged[-1] = HourWindow(merged[-1].start, max(merged[-1].end, window.end))
-        else:
-            merged.append(window)
-    return merged
-
-
 def unmark(storage: Storage, keys: list[str]) -> None:
     """Remove marks whose spans are loaded (only those read before the load began)."""
     for key in keys:

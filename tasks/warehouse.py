@@ -14,7 +14,7 @@ from meterflow import unloaded
 from meterflow.backfill import chunks
 from meterflow.config import Participant
 from meterflow.report import write_latest_report
-from meterflow.timeutil import HourWindow
+from meterflow.timeutil import HourWindow, merge_windows
 from meterflow.warehouse import LoadCounts, loads
 
 
@@ -42,7 +42,7 @@ def load_changes(data_root: str, warehouse: str, participant: Participant) -> li
     the marks read before loading began; the spans loaded, in order."""
     storage = open_storage(data_root, participant.id)
     pending = unloaded.marks(storage)
-    spans = [c for span in unloaded.spans(list(pending.values())) for c in chunks(span, 7)]
+    spans = [c for span in merge_windows(list(pending.values())) for c in chunks(span, 7)]
     with open_warehouse(warehouse) as wh:
         for span in spans:
             loads.load_window(wh, storage, participant, span, datetime.now(UTC))

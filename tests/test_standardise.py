@@ -205,9 +205,11 @@ def test_dst_days_have_25_and_23_hours(day, expected_hours):
     assert (hourly.value == 4.0).all() and (hourly.coverage == 1.0).all()
 
 
-def test_a_wall_time_that_does_not_exist_is_an_error_naming_the_zone():
-    text = "t,v\n2026-10-04 02:30,1\n"  # clocks jump from 02:00 to 03:00 in Sydney
-    with pytest.raises(SourceDataError, match="2026-10-04 02:30 does not exist in Australia/Syd"):
+def test_a_wall_time_that_does_not_exist_is_an_error_naming_the_zone_and_line():
+    text = "t,v\n2026-10-04 01:30,1\n2026-10-04 02:30,1\n"  # 02:00 jumps to 03:00 in Sydney
+    with pytest.raises(
+        SourceDataError, match="2026-10-04 02:30 does not exist in Australia/Syd"
+    ) as e:
         parse_csv(
             text.encode(),
             CsvSettings(
@@ -220,3 +222,4 @@ def test_a_wall_time_that_does_not_exist_is_an_error_naming_the_zone():
                 interval_minutes=30,
             ),
         )
+    assert e.value.line == 3
