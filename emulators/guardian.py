@@ -6,12 +6,23 @@
 - `GET /api/v1/accounts/session` with Bearer -> the user, 401 without
 - `POST /api/v1/external` {owner, policyTag, document} -> 200 `true`, also when no policy has that
   tag (as Guardian does, issue #6864); documents for a known policy are stored
-- `GET /api/v1/policies/{policyId}/tag/{blockTag}/blocks` with Bearer -> {"data": [{"document"}]}:
-  the read-back of the documents the policy received (only for `readback_block`)
+- `GET /api/v1/policies/{policyId}/tag/{blockTag}/blocks` with Bearer -> the block's data, in the
+  shape of Guardian's policy engine (policy-service/src/policy-engine/blocks/documents-source.ts,
+  pagination-addon.ts, helpers/decorators/container-block.ts; see docs/mrv.md). The policy has:
+  - `mrv_source`: an interfaceDocumentsSourceBlock over the VC documents the policy received, with
+    a paginationAddon: {"data": [<VcDocument row: id, owner, policyId, option, document: <VC>>],
+    "blocks": [], "commonAddons": [{"id", "uiMetaData", "blockType": "paginationAddon"}],
+    "fields": [...], "viewHistory": false}. `page` and `itemsPerPage` (both, or neither) set the
+    pagination state, which Guardian keeps per user: a request without them gets the page last set
+    (10 items from page 0 at first);
+  - `mrv_reports`: a documents block whose source holds nothing (its `data` is always []);
+  - `mrv_page`: the interfaceContainerBlock around them: {uiMetaData, id, blockType, blocks};
+  - any other tag: 503 "Block Unavailable", as Guardian answers for a tag it does not know.
 
 Faults: `inject` (from the base) for 500s; `stall_after_accept(seconds)` stores the next
 document and then waits before answering (a client timeout after Guardian accepted it);
-`expire_tokens()` ends every access token now. `received` records every document, in order.
+`expire_tokens()` ends every access token now; `stop_listing()` makes `mrv_source` list nothing
+from now on (as if someone changed its filters). `received` records every document, in order.
 """
 
 from __future__ import annotations
@@ -24,7 +35,25 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from emulators.base import ApiError, Emulator, RecordedRequest, Response
+from emulators.base import ApiError, Emulator, RecordedRequest, Response, integer
+
+PAGINATION_ADDON = {"id": "7c1d4e0a-pagination", "uiMetaData": {}, "blockType": "paginationAddon"}
+FIRST_PAGE = (0, 10)  # Guardian's paginationAddon state before a user sets one: page, itemsPerPage
+DOCUMENTS_BLOCK = "interfaceDocumentsSourceBlock"
+MRV_PAGE = {  # what a container block's getData returns: its uiMetaData, id, type, active children
+    "uiMetaData": {"type": "tabs"},
+    "id": "3f0c9d2e-mrv-page",
+    "blockType": "interfaceContainerBlock",
+    "blocks": [
+        {
+            "uiMetaData": {"title": t},
+            "content": DOCUMENTS_BLOCK,
+            "blockType": DOCUMENTS_BLOCK,
+            "id": t,
+        }
+        for t in ("mrv_source", "mrv_reports")
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -43,19 +72,19 @@ class GuardianEmulator(Emulator):
         self,
         users: dict[str, str],
         policies: dict[str, str],
-        readback_block: str | None = "mrv_source",
         token_seconds: float = 60.0,
     ) -> None:
         """`users` maps username to password; `policies` maps policy tag to policy id."""
         super().__init__()
         self.users = dict(users)
         self.policies = dict(policies)
-        self.readback_block = readback_block
         self.token_seconds = token_seconds
         self._refresh: dict[str, str] = {}
         self._access: dict[str, float] = {}
         self._received: list[Received] = []
         self._stall = 0.0
+        self._listing = True
+        self._pages: dict[str, tuple[int, int]] = {}
         self._state = threading.Lock()
 
     @property
@@ -79,6 +108,10 @@ class GuardianEmulator(Emulator):
         with self._state:
             self._access = {token: 0.0 for token in self._access}
 
+    def stop_listing(self) -> None:
+        with self._state:
+            self._listing = False
+
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         return {"code": status, "message": message}
 
@@ -93,8 +126,7 @@ class GuardianEmulator(Emulator):
             case ("POST", ["api", "v1", "external"]):
                 return self._external(request.json() or {})
             case ("GET", ["api", "v1", "policies", policy_id, "tag", block, "blocks"]):
-                self._user(request)
-                return self._readback(policy_id, block)
+                return self._block_data(self._user(request), policy_id, block, request.query)
         raise ApiError(404, f"Cannot {request.method} {request.path}")
 
     def _login(self, body: dict) -> Response:
@@ -143,12 +175,47 @@ class GuardianEmulator(Emulator):
         time.sleep(stall)
         return Response(200, True)
 
-    def _readback(self, policy_id: str, block: str) -> Response:
-        tags = [tag for tag, pid in self.policies.items() if pid == policy_id]
-        if not tags or block != self.readback_block:
-            raise ApiError(404, f"Block {block} not found in policy {policy_id}")
-        data = [{"document": d} for tag in tags for d in self.documents(tag)]
-        return Response(200, {"data": data})
+    def _block_data(self, user: str, policy_id: str, tag: str, query: dict[str, str]) -> Response:
+        tags = [t for t, pid in self.policies.items() if pid == policy_id]
+        if not tags:
+            raise ApiError(404, "Policy does not exist.")
+        if tag == "mrv_page":
+            return Response(200, MRV_PAGE)
+        if tag not in ("mrv_source", "mrv_reports"):
+            raise ApiError(503, "Block Unavailable")
+        page, per_page = self._page(user, query)
+        with self._state:
+            listing = self._listing and tag == "mrv_source"
+            rows = [
+                {
+                    "id": f"{n:024x}",
+                    "owner": r.owner,
+                    "policyId": policy_id,
+                    "option": {"status": "NEW"},
+                    "document": r.document,
+                    "__sourceTag__": "mrv_documents",
+                }
+                for n, r in enumerate(self._received)
+                if listing and r.matched and r.policy_tag in tags
+            ]
+        return Response(
+            200,
+            {
+                "data": rows[page * per_page : (page + 1) * per_page],
+                "blocks": [],
+                "commonAddons": [PAGINATION_ADDON],
+                "fields": [{"name": "document.id", "title": "Document", "type": "text"}],
+                "viewHistory": False,
+            },
+        )
+
+    def _page(self, user: str, query: dict[str, str]) -> tuple[int, int]:
+        """Both `page` and `itemsPerPage` set the user's pagination state; else it is kept."""
+        page, per_page = integer(query.get("page", "")), integer(query.get("itemsPerPage", ""))
+        with self._state:
+            if page is not None and per_page is not None:
+                self._pages[user] = (page, per_page)
+            return self._pages.get(user, FIRST_PAGE)
 
 
 def _jwt(claims: dict) -> str:

@@ -193,11 +193,27 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--warehouse", default="data/warehouse.duckdb")
     jobs.add_argument("--participant")
 
-    mrv = commands.add_parser("mrv", help="run the MRV flow for a participant")
+    mrv = commands.add_parser(
+        "mrv", parents=[prefect_output], help="run the MRV flow for a participant"
+    )
     mrv.add_argument("--participant", required=True)
     mrv.add_argument("--until", help="intervals that ended by this time (default: now)")
     mrv.add_argument("--data-root", default="data")
     mrv.add_argument("--warehouse", default="data/warehouse.duckdb")
+
+    resolve = commands.add_parser(
+        "mrv-resolve",
+        help="settle an MRV record that needs a person: mark it submitted or release it",
+    )
+    resolve.add_argument("--record", required=True, help="record id, as `meterflow jobs` lists")
+    decision = resolve.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--submitted", action="store_true", help="Guardian has its document")
+    decision.add_argument(
+        "--release", action="store_true", help="Guardian does not: the next run sends it"
+    )
+    resolve.add_argument("--evidence", required=True, help="what shows it, e.g. what you checked")
+    resolve.add_argument("--by", help="who decides (default: this OS user)")
+    resolve.add_argument("--warehouse", default="data/warehouse.duckdb")
 
     doctor = commands.add_parser(
         "doctor",
@@ -225,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             "dispatch": _dispatch,
             "jobs": _jobs,
             "mrv": _mrv,
+            "mrv-resolve": _mrv_resolve,
             "doctor": _doctor,
         }[args.command](args)
     except UsageError as exc:
@@ -543,10 +560,12 @@ def _jobs(args) -> int:
     from rich.table import Table
 
     from blocks import open_warehouse
-    from meterflow.mrv.store import job_overview
+    from meterflow.mrv.run import RESOLVE_HINT, needs_action_line, outcome
+    from meterflow.mrv.store import job_overview, needing_action
 
     with open_warehouse(args.warehouse) as wh:
         jobs = job_overview(wh, args.participant)
+        stuck = needing_action(wh, args.participant)
     table = Table(title=f"MRV jobs in {args.warehouse}")
     for column in (
         "participant",
@@ -559,6 +578,7 @@ def _jobs(args) -> int:
         "retries",
         "submitted",
         "rejected",
+        "needs action",
         "other",
     ):
         table.add_column(column, no_wrap=True)
@@ -571,15 +591,25 @@ def _jobs(args) -> int:
             j.guardian_block,
             j.last_task_id or "",
             j.last_task_status or "",
-            *(str(v) for v in (j.last_task_retries, j.submitted, j.rejected, j.other)),
+            *(
+                str(v)
+                for v in (j.last_task_retries, j.submitted, j.rejected, j.needs_action, j.other)
+            ),
         )
     Console(width=max(Console().width, 190)).print(table)
+    if stuck:
+        print(f"{len(stuck)} MRV records need action:")
+        for record, why in stuck:
+            print(f"{record.participant_id} {needs_action_line(outcome(record, why))}")
+        print(RESOLVE_HINT)
+        return 1
     return 0
 
 
 def _mrv(args) -> int:
-    _quiet_prefect()
     from flows.mrv import mrv
+    from flows.summary import errors, run_errors
+    from meterflow.mrv.run import RecordsNeedAction
 
     state = mrv(
         participant_id=args.participant,
@@ -588,16 +618,38 @@ def _mrv(args) -> int:
         warehouse=args.warehouse,
         return_state=True,
     )
-    rows = state.result(raise_on_failure=False)
-    if not state.is_completed():
-        print(f"error: {state.message}", file=sys.stderr)
+    result = state.result(raise_on_failure=False)
+    waiting = isinstance(result, RecordsNeedAction)
+    if not state.is_completed() and not waiting:
+        errors(run_errors(state))
         return 1
-    for row in rows:
+    for row in result.rows if waiting else result:
         print(
             f"{row['meter']} {row['period_start']} rev {row['revision']}: {row['status']} "
             f"{row['energy_kwh']} kWh {row['why']}"
         )
-    print(f"{len(rows)} records extracted or submitted in this run")
+    print(f"{len(result.rows if waiting else result)} records extracted or submitted in this run")
+    if waiting:
+        errors(run_errors(state))
+        return 1
+    return 0
+
+
+def _mrv_resolve(args) -> int:
+    import getpass
+
+    from blocks import open_warehouse
+    from meterflow.mrv.store import MrvStore
+
+    try:
+        by = args.by or getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment
+        by = "unknown"
+    to = "submitted" if args.submitted else "verified"
+    with open_warehouse(args.warehouse) as wh:
+        record = MrvStore(wh).resolve(args.record, to, by, args.evidence)
+    then = "kept as submitted" if args.submitted else "the next `meterflow mrv` sends it"
+    print(f"record {record.record_id} rev {record.revision}: now {record.status} ({then})")
     return 0
 
 

@@ -10,16 +10,17 @@ from blocks import load_policy, open_warehouse
 from meterflow.config import Participant
 from meterflow.http import Caller
 from meterflow.mrv.guardian import GuardianClient
-from meterflow.mrv.run import MrvOutcome, extract_and_verify, outcome, submit_pending
-from meterflow.mrv.store import MrvStore
+from meterflow.mrv.run import MrvOutcome, extract_and_verify, outcome, submit_pending, waiting
+from meterflow.mrv.store import NEEDS_ACTION, MrvStore
 
 
 @task(task_run_name="mrv/{participant.id}/until-{until:%Y-%m-%dT%H}Z")
 def run_mrv(
     warehouse: str, participant: Participant, until: datetime, since: datetime | None = None
-) -> list[MrvOutcome]:
+) -> tuple[list[MrvOutcome], list[MrvOutcome]]:
     """Records for the intervals ended by `until` (and after `since`); then every verified
-    record is submitted and every interrupted submission reconciled."""
+    record is submitted and every interrupted submission reconciled. Returns this run's records
+    and every record of the participant that waits for a person, from this run or before."""
     logger = get_run_logger()
     clients: dict[str, GuardianClient] = {}
 
@@ -34,11 +35,12 @@ def run_mrv(
         store = MrvStore(wh)
         touched = extract_and_verify(wh, store, participant, until, now, since)
         sent = submit_pending(store, participant, client_for, now)
-    rows = {r.record_id: outcome(r) for r in touched}
-    rows.update({r.record_id: outcome(r, error) for r, error in sent})
+        stuck = waiting(store, participant.id)
+    why = {o.record_id: o.why for o in stuck}  # e.g. why a read-back was not trusted
+    rows = {r.record_id: outcome(r, why.get(r.record_id, "")) for r in touched}
+    rows.update({r.record_id: outcome(r, error or why.get(r.record_id, "")) for r, error in sent})
     for row in rows.values():
-        log = (
-            logger.warning if row.status in ("rejected", "failed", "needs_review") else logger.info
-        )
+        bad = row.status in ("rejected", *NEEDS_ACTION)
+        log = logger.warning if bad else logger.info
         log("%s %s rev %d: %s %s", row.meter, row.period_start, row.revision, row.status, row.why)
-    return list(rows.values())
+    return list(rows.values()), stuck

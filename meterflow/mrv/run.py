@@ -1,5 +1,7 @@
 """An MRV run for one participant: extract and verify every due interval of its MRV jobs, then
-submit what is verified (and reconcile what an earlier run left in `submitting`)."""
+submit what is verified (and reconcile what an earlier run left in `submitting`). Records that
+wait for a person (`failed`, `needs_review`) are reported by every run until someone resolves
+them (`MrvStore.resolve`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from meterflow.errors import MeterflowError
 from meterflow.mrv.extract import Extraction, extract, record_id
 from meterflow.mrv.guardian import GuardianClient
 from meterflow.mrv.periods import due_periods
-from meterflow.mrv.store import MrvStore, Record, job_id
+from meterflow.mrv.store import UNSETTLED, MrvStore, Record, job_id, needing_action
 from meterflow.mrv.submit import submit
 from meterflow.mrv.verify import verify
 from meterflow.warehouse.backend import Warehouse
@@ -31,6 +33,36 @@ class MrvOutcome:
     energy_kwh: float
     carbon_t: float | None
     why: str = ""
+
+
+RESOLVE_HINT = (
+    "resolve each with: meterflow mrv-resolve --record <id> --submitted --evidence TEXT "
+    "(Guardian has it) or --release --evidence TEXT (it does not: the next run sends it)"
+)
+
+
+def needs_action_line(o: MrvOutcome) -> str:
+    """One line per record that waits for a person: id, revision, interval, status, why."""
+    return f"{o.record_id} rev {o.revision} {o.meter} {o.period_start} {o.status}: {o.why}"
+
+
+class RecordsNeedAction(MeterflowError):
+    """The participant has records waiting for a person; `rows` is the run's own table."""
+
+    def __init__(self, message: str, rows: list[dict]):
+        super().__init__(message)
+        self.rows = rows
+
+    @classmethod
+    def of(cls, participant_id: str, waiting: list[MrvOutcome], rows: list[dict]):
+        lines = "".join(f"{needs_action_line(w)}\n" for w in waiting)
+        return cls(
+            f"{len(waiting)} MRV records of {participant_id} need action:\n{lines}{RESOLVE_HINT}",
+            rows,
+        )
+
+    def __reduce__(self):  # Prefect may pickle a state's data: keep the rows
+        return type(self), (str(self), self.rows)
 
 
 def extract_and_verify(
@@ -57,6 +89,8 @@ def extract_and_verify(
                 latest = store.latest(rid)
                 if latest is not None and _same(latest.extraction, figures):
                     continue
+                if latest is not None and latest.status in UNSETTLED:
+                    continue  # its document may be at Guardian: decided first, then re-extracted
                 why = (
                     "first extraction"
                     if latest is None
@@ -124,6 +158,11 @@ def submit_pending(
         )
         done.append((after, error))
     return done
+
+
+def waiting(store: MrvStore, participant_id: str) -> list[MrvOutcome]:
+    """The participant's records that wait for a person, with the reason of their last move."""
+    return [outcome(record, why) for record, why in needing_action(store.wh, participant_id)]
 
 
 def outcome(record: Record, why: str = "") -> MrvOutcome:

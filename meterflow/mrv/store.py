@@ -25,15 +25,29 @@ from meterflow.warehouse.backend import SqlWarehouse, Warehouse
 ALLOWED = {
     None: {"extracted"},
     "extracted": {"verified", "rejected"},
-    "verified": {"submitting"},
+    "verified": {"submitting", "failed"},  # failed: Guardian refused the sign-in
     "submitting": {"submitted", "failed", "needs_review", "verified"},
     "failed": {"verified"},
     "needs_review": {"submitted", "verified"},
 }
+# Statuses that wait for a person: every run says so until someone resolves them.
+NEEDS_ACTION = ("failed", "needs_review")
+# Statuses whose document may be at Guardian unknown to us: no new revision supersedes them.
+UNSETTLED = ("submitting", "needs_review")
 
 
 class TransitionRefused(MeterflowError):
     """The record is not in the status the caller expected (another run moved it)."""
+
+
+@dataclass(frozen=True)
+class Readback:
+    """A policy block that lists the documents Guardian received. What it has shown is kept per
+    participant, Guardian URL, policy and block: another URL, policy or tag inherits nothing."""
+
+    guardian_url: str
+    policy_id: str
+    block: str
 
 
 @dataclass(frozen=True)
@@ -200,9 +214,17 @@ class MrvStore:
         return new
 
     def move(
-        self, record: Record, to: str, reason: str, now: datetime | None = None, **fields: str
+        self,
+        record: Record,
+        to: str,
+        reason: str,
+        now: datetime | None = None,
+        confirmed_by: Readback | None = None,
+        **fields: str,
     ) -> Record:
-        """Change the record's status from the one it has (checked) to `to`, with the reason."""
+        """Change the record's status from the one it has (checked) to `to`, with the reason.
+        `confirmed_by`: the read-back that listed its document, kept as evidence that this
+        read-back shows the policy's documents (in the same transaction)."""
         now = now or datetime.now(UTC)
         if to not in ALLOWED.get(record.status, set()):
             raise TransitionRefused(f"record {record.record_id}: {record.status} -> {to}")
@@ -224,7 +246,53 @@ class MrvStore:
                 [to, warehouse_time(now), *fields.values(), record.record_id, record.revision],
             )
             self._transition(record.record_id, record.revision, record.status, to, reason, now)
+            if confirmed_by is not None:
+                self._confirmation(record, confirmed_by, now)
         return replace(record, status=to, **fields)
+
+    def _confirmation(self, record: Record, readback: Readback, now: datetime) -> None:
+        self.wh.execute(
+            f"INSERT INTO {self._t('mrv_confirmation')} VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            [
+                record.participant_id,
+                readback.guardian_url,
+                readback.policy_id,
+                readback.block,
+                record.document_id,
+                record.record_id,
+                record.revision,
+                warehouse_time(now),
+            ],
+        )
+
+    def confirmed(self, participant_id: str, readback: Readback) -> set[str]:
+        """Ids of the participant's documents this read-back has listed before."""
+        rows = self.wh.query(
+            f"SELECT document_id FROM {self._t('mrv_confirmation')} WHERE participant_id = ? "
+            "AND guardian_url = ? AND policy_id = ? AND readback_block = ?",
+            [participant_id, readback.guardian_url, readback.policy_id, readback.block],
+        )
+        return set(rows["document_id"])
+
+    def resolve(self, record_id: str, to: str, by: str, why: str) -> Record:
+        """A person's decision on a record that waits for one: `submitted` (Guardian has it, `why`
+        is the evidence) or `verified` (released: the next run sends it)."""
+        record = self.latest(record_id)
+        if record is None:
+            raise MeterflowError(f"no MRV record {record_id}")
+        if record.status not in NEEDS_ACTION or to not in ALLOWED[record.status]:
+            raise TransitionRefused(
+                f"record {record_id} rev {record.revision} is {record.status}, it cannot become "
+                f"{to}: only a needs_review record (to submitted or verified) or a failed one "
+                "(to verified) can be resolved"
+            )
+        if not why.strip():
+            raise MeterflowError(f"record {record_id}: say why (the evidence or the reason)")
+        if to == "submitted":
+            reason = f"marked submitted by {by}; evidence: {why}"
+            return self.move(record, to, reason, confirmation=f"by {by}: {why}")
+        return self.move(record, to, f"released for resend by {by}: {why}")
 
     def _transition(self, record_id, revision, old, new, reason, now) -> None:
         seq = self.wh.query(
@@ -260,6 +328,24 @@ class MrvStore:
             ],
         )
         return [f"{r.record_id} rev {r.revision}" for r in rows.itertuples()]
+
+
+def needing_action(wh: Warehouse, participant_id: str | None = None) -> list[tuple[Record, str]]:
+    """Records (latest revisions) that wait for a person, with the reason of their last move."""
+    t = wh.table
+    of_participant = "AND r.participant_id = ?" if participant_id is not None else ""
+    rows = wh.query(
+        f"""SELECT r.*, t.reason AS last_reason FROM {t("mrv_record")} r
+        JOIN {t("mrv_transition")} t ON t.record_id = r.record_id AND t.revision = r.revision
+             AND t.seq = (SELECT max(u.seq) FROM {t("mrv_transition")} u
+                          WHERE u.record_id = r.record_id AND u.revision = r.revision)
+        WHERE r.status IN ({", ".join("?" for _ in NEEDS_ACTION)}) {of_participant}
+          AND r.revision = (SELECT max(q.revision) FROM {t("mrv_record")} q
+                            WHERE q.record_id = r.record_id)
+        ORDER BY r.participant_id, r.meter_id, r.period_start_utc""",
+        [*NEEDS_ACTION, *([participant_id] if participant_id is not None else [])],
+    )
+    return [(_record(row), row["last_reason"]) for _, row in rows.iterrows()]
 
 
 def job_id(meter: Meter, job: MrvJob) -> str:
@@ -303,14 +389,16 @@ def _record(row) -> Record:
 def job_overview(wh: Warehouse, participant_id: str | None = None) -> pd.DataFrame:
     """Every MRV job with its last task and how many of its records are in each status."""
     t = wh.table
+    waiting = ", ".join(f"'{status}'" for status in NEEDS_ACTION)
     return wh.query(
         f"""SELECT j.participant_id, j.job_id, j.type, j.interval, j.start_date, j.end_date,
                j.guardian_block, j.last_task_id, k.status AS last_task_status,
                k.retry_count AS last_task_retries,
                count(r.record_id) FILTER (WHERE r.status = 'submitted') AS submitted,
                count(r.record_id) FILTER (WHERE r.status = 'rejected') AS rejected,
-               count(r.record_id) FILTER (WHERE r.status NOT IN ('submitted', 'rejected'))
-                   AS other
+               count(r.record_id) FILTER (WHERE r.status IN ({waiting})) AS needs_action,
+               count(r.record_id) FILTER (WHERE r.status NOT IN
+                   ('submitted', 'rejected', {waiting})) AS other
         FROM {t("mrv_job")} j
         LEFT JOIN {t("mrv_task")} k ON k.task_id = j.last_task_id
         LEFT JOIN {t("mrv_record")} r ON r.participant_id = j.participant_id

@@ -131,6 +131,13 @@ TABLES = {
             "record_id text", "revision int", "seq int", "from_status text?", "to_status text",
             "at_utc ts", "reason text",
         ),
+        # Documents each read-back listed: evidence that it shows the policy's documents.
+        _table(
+            "mrv_confirmation",
+            ("participant_id", "guardian_url", "policy_id", "readback_block", "document_id"),
+            "participant_id text", "guardian_url text", "policy_id text", "readback_block text",
+            "document_id text", "record_id text", "revision int", "confirmed_utc ts",
+        ),
     )
 }
 # fmt: on
