@@ -475,7 +475,7 @@ def test_every_run_reports_records_waiting_for_a_person_until_one_resolves_them(
     out, err = capsys.readouterr()
     assert "1 records extracted or submitted in this run" in out
     (line,) = [line for line in err.splitlines() if " needs_review: " in line]
-    record_id = line.split()[0]
+    record_id = line.removeprefix("error: ").split()[0]
     assert main(["mrv", *args]) == 1  # nothing new, and still said
     out, err = capsys.readouterr()
     assert "0 records extracted or submitted in this run" in out
