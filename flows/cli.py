@@ -661,6 +661,8 @@ def _doctor(args) -> int:
         print(f"{'ok     ' if check.ok else 'MISSING'} {check.what}")
         if not check.ok:
             print(f"        fix: {check.fix}")
+        elif check.note:
+            print(f"        note: {check.note}")
     missing = sum(not c.ok for c in checks)
     print(f"{len(checks) - missing} ok, {missing} missing")
     return 1 if missing else 0

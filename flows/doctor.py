@@ -1,18 +1,24 @@
 """`meterflow doctor`: is everything the configured participants need in place?
 
-Checks the Prefect API, the work pools `prefect.yaml` deploys to, every block the participants'
-XML names, each participant's storage, and the warehouse; prints what is missing with the
-command that fixes it.
+Checks the Prefect API (and that it refuses requests without credentials: its blocks hold every
+participant's source keys and Guardian passwords), the work pools `prefect.yaml` deploys to, every
+block the participants' XML names, each participant's storage, and the warehouse; prints what is
+missing with the command that fixes it.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import yaml
-from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import get_current_settings
 
 from blocks import GuardianPolicy, open_warehouse
@@ -29,6 +35,16 @@ class Check:
     what: str
     ok: bool
     fix: str = ""
+    note: str = ""  # shown under a check that is ok but worth knowing about
+
+
+REFUSED = {401, 403}  # what an API, or the proxy in front of it, answers without credentials
+SECURITY_DOCS = "docs/security.md"
+PROTECT = (
+    "set PREFECT_SERVER_API_AUTH_STRING=<user>:<password> on the server and "
+    "PREFECT_API_AUTH_STRING to the same on every worker, job and operator, behind HTTPS; "
+    f"or use Prefect Cloud ({SECURITY_DOCS})"
+)
 
 
 def needed_blocks(data_root: str) -> tuple[list[tuple[type, str, str]], list[Check]]:
@@ -50,11 +66,10 @@ def needed_blocks(data_root: str) -> tuple[list[tuple[type, str, str]], list[Che
 
 
 def run_checks(data_root: str, warehouse: str, target: str = "local") -> list[Check]:
-    checks = []
-    api = get_current_settings().api.url or "a temporary local server (PREFECT_API_URL unset)"
     with get_client(sync_client=True) as client:
-        healthy = client.api_healthcheck() is None
-        checks.append(Check(f"Prefect API {api}", healthy, "start it: make ui"))
+        checks = api_checks(client)
+        if not checks[0].ok:
+            return checks  # pools, blocks, storage and warehouse blocks all need the API
         for pool, kind in work_pools(target).items():
             try:
                 found = client.read_work_pool(pool).type
@@ -93,6 +108,83 @@ def run_checks(data_root: str, warehouse: str, target: str = "local") -> list[Ch
     except Exception as exc:  # any driver error means: not reachable as configured
         checks.append(Check(f"warehouse {warehouse}", False, f"{type(exc).__name__}: {exc}"))
     return checks
+
+
+def api_checks(client: SyncPrefectClient) -> list[Check]:
+    """The API answers this client (the first check: can the API be used at all?), and
+    refuses requests without credentials."""
+    url = _without_userinfo(str(client.api_url).rstrip("/"))
+    temporary = "a temporary local server (PREFECT_API_URL unset)"
+    api = f"Prefect API {url if get_current_settings().api.url else temporary}"
+    if (error := client.api_healthcheck()) is not None:
+        return [Check(api, False, f"{type(error).__name__}; start it: make ui")]
+    try:
+        client.hello()
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code not in REFUSED:
+            raise
+        fix = (
+            f"it refused this client (HTTP {exc.response.status_code}): set "
+            "PREFECT_API_AUTH_STRING to the server's PREFECT_SERVER_API_AUTH_STRING, or "
+            f"PREFECT_API_KEY for Prefect Cloud ({SECURITY_DOCS})"
+        )
+        return [Check(api, False, fix)]
+    return [Check(api, True), *exposure_checks(url)]
+
+
+def exposure_checks(url: str) -> list[Check]:
+    """Whether the API answers someone without credentials, and over what. An open API on
+    loopback is a note: only this machine reaches it (the demo, `make ui`, the tests)."""
+    protected = "Prefect API refuses requests without credentials"
+    try:
+        status = stranger_status(url)
+    except httpx.HTTPError as exc:
+        return [Check(protected, False, f"{type(exc).__name__}: {exc}")]
+    if on_loopback(url):
+        if status in REFUSED:
+            return [Check(protected, True)]
+        note = (
+            "only this machine reaches 127.0.0.1 (fine for the demo and tests); a server "
+            f"others reach needs protecting: {PROTECT}"
+        )
+        return [Check("Prefect API answers without credentials, on loopback", True, "", note)]
+    fix = (
+        f"it answered one (HTTP {status}): whoever reaches {url} can read every block, with "
+        f"the participants' source keys and Guardian passwords; {PROTECT}"
+    )
+    tls = (
+        "credentials and block secrets cross the network in clear text: serve the API "
+        f"behind TLS and use an https:// PREFECT_API_URL ({SECURITY_DOCS})"
+    )
+    return [
+        Check(protected, status in REFUSED, fix),
+        Check("Prefect API over HTTPS", urlsplit(url).scheme == "https", tls),
+    ]
+
+
+def stranger_status(api_url: str) -> int:
+    """The HTTP status a request without any credentials gets when it reads block documents."""
+    settings = get_current_settings().api
+    verify: ssl.SSLContext | bool = not settings.tls_insecure_skip_verify
+    if verify and settings.ssl_cert_file:
+        verify = ssl.create_default_context(cafile=settings.ssl_cert_file)
+    url = f"{api_url}/block_types/slug/secret/block_documents"
+    return httpx.get(url, timeout=10, verify=verify).status_code
+
+
+def on_loopback(url: str) -> bool:
+    """Whether the URL's host is this machine's loopback interface only (e.g. 127.0.0.1)."""
+    try:
+        infos = socket.getaddrinfo(urlsplit(url).hostname, None)
+    except (OSError, UnicodeError):
+        return False
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def _without_userinfo(url: str) -> str:
+    """The URL without any user:password in it, to print and to send a stranger's request to."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def storage_checks(data_root: str) -> list[Check]:

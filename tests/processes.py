@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from tests.conftest import free_port
 
@@ -87,10 +87,15 @@ class Process:
 
 @contextlib.contextmanager
 def prefect_server(
-    home: Path, database_url: str | None = None
+    home: Path,
+    database_url: str | None = None,
+    *,
+    auth_string: str | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[tuple[str, dict[str, str]]]:
-    """A real `prefect server start` on a free loopback port (SQLite in `home`, or the given
-    database); yields its API URL and the environment that points a CLI or worker at it."""
+    """A real `prefect server start` on a free port of `host` (SQLite in `home`, or the given
+    database), with basic auth if `auth_string` is given; yields its API URL and the environment
+    that points a CLI or worker at it (with the auth string)."""
     home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -100,10 +105,13 @@ def prefect_server(
     }
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
-    port = free_port()
-    command = [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    client_env = {**env}
+    if auth_string:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = client_env["PREFECT_API_AUTH_STRING"] = auth_string
+    port = free_port(host)
+    command = [str(PREFECT), "server", "start", "--host", host, "--port", str(port)]
     server = Process(command, env, home / "server.log")
-    url = f"http://127.0.0.1:{port}/api"
+    url = f"http://{host}:{port}/api"
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -113,17 +121,17 @@ def prefect_server(
             if server.popen.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"prefect server did not start:\n{server.text()[-3000:]}")
             time.sleep(0.5)
-        yield url, {**env, "PREFECT_API_URL": url}
+        yield url, {**client_env, "PREFECT_API_URL": url}
     finally:
         server.stop()
 
 
 @contextlib.contextmanager
-def talking_to(url: str) -> Iterator[None]:
-    """Point this process's Prefect client at a server process; on leaving, send what the log
-    and event workers still hold, while that server is up (else they retry a dead server for
-    minutes when the test session ends)."""
-    with temporary_settings({PREFECT_API_URL: url}):
+def talking_to(url: str, auth_string: str | None = None) -> Iterator[None]:
+    """Point this process's Prefect client at a server process (with its auth string); on
+    leaving, send what the log and event workers still hold, while that server is up (else they
+    retry a dead server for minutes when the test session ends)."""
+    with temporary_settings({PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: auth_string}):
         try:
             yield
         finally:

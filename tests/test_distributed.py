@@ -23,6 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.states import Crashed
+from sqlalchemy.engine import URL
 
 from blocks import WattwatchersCredentials
 from emulators.wattwatchers import WattwatchersEmulator
@@ -39,7 +40,6 @@ from tests.processes import (
 
 pytestmark = [pytest.mark.server, pytest.mark.distributed, pytest.mark.timeout(900)]
 
-POSTGRES = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 KEY = "key_" + "d157" * 8
 DEVICES = [f"D{n:012d}" for n in range(1, 9)]
 DAY_1 = ("2026-04-01T00:00+00:00", "2026-04-02T00:00+00:00")
@@ -47,17 +47,24 @@ DAY_2 = ("2026-04-02T00:00+00:00", "2026-04-03T00:00+00:00")
 
 
 @pytest.fixture
-def prefect_on_postgres(tmp_path):
-    """A Prefect server on its own new PostgreSQL database, dropped at the end."""
+def prefect_on_postgres(tmp_path, postgres):
+    """A Prefect server on its own new database of the PostgreSQL server, dropped at the end."""
     database = f"meterflow_prefect_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as con:
+    with psycopg.connect(**postgres, autocommit=True) as con:
         con.execute(f'CREATE DATABASE "{database}"')
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+    url = URL.create(
+        "postgresql+asyncpg",
+        username=postgres["user"],
+        password=postgres.get("password"),
+        host=postgres["host"],
+        port=int(postgres["port"]),
+        database=database,
+    ).render_as_string(hide_password=False)
     try:
         with prefect_server(tmp_path / "prefect", url) as api:
             yield api
     finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as con:
+        with psycopg.connect(**postgres, autocommit=True) as con:
             con.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 

@@ -28,24 +28,30 @@ from meterflow.warehouse.loads import (
 from meterflow.warehouse.schema import TABLES
 from meterflow.warehouse.views import VIEWS
 
-PG = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 # Easter weekend 2026 in Sydney is also the end of daylight saving (Sunday 5 April, 03:00).
 WINDOW = HourWindow(datetime(2026, 4, 2, tzinfo=UTC), datetime(2026, 4, 8, tzinfo=UTC))
 
 
 @pytest.fixture(scope="module")
-def pg_schema():
+def pg_schema(postgres):
     schema = f"mf_test_{uuid.uuid4().hex[:8]}"
     yield schema
-    with psycopg.connect(PG, autocommit=True) as con:
+    with psycopg.connect(**postgres, autocommit=True) as con:
         con.execute("SET lock_timeout = '10s'")
         con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(scope="module")
-def loaded(prefect_server, tmp_path_factory, pg_schema):
+def loaded(prefect_server, tmp_path_factory, postgres, pg_schema):
     """One dispatch into a DuckDB file and one into PostgreSQL, from identical sources."""
-    PostgresWarehouseBlock(database="test", schema_name=pg_schema).save("pg-test", overwrite=True)
+    PostgresWarehouseBlock(
+        host=postgres["host"],
+        port=int(postgres["port"]),
+        database=postgres["dbname"],
+        user=postgres["user"],
+        password=postgres.get("password"),
+        schema_name=pg_schema,
+    ).save("pg-test", overwrite=True)
     targets = {}
     for name, warehouse in (("duckdb", None), ("postgres", "meterflow-postgresql/pg-test")):
         data_root = tmp_path_factory.mktemp(name) / "data"
@@ -82,10 +88,10 @@ def snapshot(query, relation: str, columns: list[str]) -> pd.DataFrame:
     return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
-def test_duckdb_and_postgres_give_identical_results(loaded, pg_schema):
+def test_duckdb_and_postgres_give_identical_results(loaded, postgres, pg_schema):
     with (
         DuckDBWarehouse(loaded["duckdb"], read_only=True) as duck,
-        psycopg.connect(PG, autocommit=True) as pg,
+        psycopg.connect(**postgres, autocommit=True) as pg,
     ):
 
         def pg_query(sql: str) -> pd.DataFrame:
