@@ -138,7 +138,9 @@ def test_a_local_time_skipped_by_daylight_saving_is_explained(tmp_path):
         "--tz", "Australia/Sydney", "--interval-minutes", "30",
     )  # fmt: skip
     line = one_error(result)
-    assert line.startswith("error: export.csv:3: 2026-10-04 02:30 does not exist in Australia/Sydney")
+    assert line.startswith(
+        "error: export.csv:3: 2026-10-04 02:30 does not exist in Australia/Sydney"
+    )
     assert "clocks go forward an hour, from UTC+10:00 to UTC+11:00" in line
     assert "fixed offset +10:00" in line and "fix or remove that row" in line
     assert "nonexistent" not in line and "Try using" not in line
