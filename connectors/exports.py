@@ -13,9 +13,10 @@ from meterflow.timeutil import HourWindow
 
 
 class FileConnector:
-    """Looks at every file under the meter's folder on each dispatch; the raw log's content
-    hash tells which ones are new. Export folders are the participant's own and are left as
-    they are; an inbox is consumed (each file leaves once archived or quarantined).
+    """Looks at every file under the meter's folder on each dispatch. Export folders are the
+    participant's own and are left as they are: a file read before and unchanged since is not
+    read again, and the content hash tells a changed file from one only touched. An inbox is
+    consumed (each file leaves once archived or quarantined).
 
     Whatever an outsider put there becomes a payload, so that nothing blocks the meter or stays
     unseen: a name that is not a valid storage key, a symbolic link (recorded, never followed)
@@ -30,15 +31,34 @@ class FileConnector:
         return meter.connector.path
 
     def fetch(
-        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+        self,
+        storage: Storage,
+        meter: Meter,
+        window: HourWindow,
+        now: datetime,
+        seen: dict[str, dict] | None = None,
     ) -> list[Payload]:
-        return [self._payload(storage, entry) for entry in storage.scan(self.folder(meter))]
+        """Every entry of the folder, except export files read before and unchanged since
+        (same size and version: mtime, ETag or generation), which are not read again."""
+        seen = seen or {}
+        payloads = []
+        for entry in storage.scan(self.folder(meter)):
+            source = f"{storage.participant_id}:{entry.name}"
+            known = seen.get(source, {})
+            if not self.consume and (known.get("size"), known.get("version")) == (
+                entry.size,
+                entry.version,
+            ):
+                continue
+            payloads.append(self._payload(storage, entry, source))
+        return payloads
 
-    def _payload(self, storage: Storage, entry: Entry) -> Payload:
+    def _payload(self, storage: Storage, entry: Entry, source: str) -> Payload:
         found = {
-            "source": f"{storage.participant_id}:{entry.name}",
+            "source": source,
             "name": entry.name.rsplit("/", 1)[-1],
             "consumed": entry if self.consume else None,
+            "seen": None if self.consume else {"size": entry.size, "version": entry.version},
         }
         if entry.kind != "file":
             what = "a symbolic link" if entry.kind == "link" else "not a regular file"

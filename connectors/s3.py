@@ -34,7 +34,12 @@ class S3Connector:
         self.client, self.caller = client, caller
 
     def fetch(
-        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+        self,
+        storage: Storage,
+        meter: Meter,
+        window: HourWindow,
+        now: datetime,
+        seen: dict[str, dict] | None = None,
     ) -> list[Payload]:
         settings = meter.connector
         since = window.start - LOOKBACK

@@ -19,7 +19,7 @@ import requests
 from meterflow.config import Meter
 from meterflow.errors import SourceDataError
 from meterflow.http import HttpClient, SourceDeferred
-from meterflow.rawlog import Payload, RawLog
+from meterflow.rawlog import Payload
 from meterflow.readings import SourceReadings
 from meterflow.sources import CallBudget, SourceAccess
 from meterflow.storage import Storage
@@ -44,10 +44,15 @@ class SolcastConnector:
         self.client, self.access, self.budget = client, access, budget
 
     def fetch(
-        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+        self,
+        storage: Storage,
+        meter: Meter,
+        window: HourWindow,
+        now: datetime,
+        seen: dict[str, dict] | None = None,
     ) -> list[Payload]:
         settings = meter.connector
-        if _fetched_since(storage, meter.id, now - REFRESH):
+        if _called_since(storage, settings.site, now - REFRESH):
             return []
         limit = self.access.daily_call_limit or 10
         if not self.budget.take(self.access.key_id, limit, now):
@@ -64,6 +69,7 @@ class SolcastConnector:
         except SourceDeferred:
             self.budget.exhaust(self.access.key_id, now)
             raise
+        _record_call(storage, settings.site, now)
         if response.status_code == 204:
             return []
         source = self.client.redact_url(response.url)
@@ -96,9 +102,21 @@ class SolcastConnector:
         return f"{record.get('period_end')}/{record.get('period')}"
 
 
-def _fetched_since(storage: Storage, meter_id: str, moment: datetime) -> bool:
-    stamp = moment.strftime("%Y/%m/%d/%H%M%S%f")
-    return any(ref.key.split("/", 2)[2] >= stamp for ref in RawLog(storage, meter_id).refs)
+def _call_key(site: str) -> str:
+    return f"state/sources/solcast-{site}.json"
+
+
+def _called_since(storage: Storage, site: str, moment: datetime) -> bool:
+    """Whether the site was asked since `moment` (kept apart from the raw log: an answer with
+    nothing new is not archived, but it still counts as a call)."""
+    key = _call_key(site)
+    if not storage.exists(key):
+        return False
+    return datetime.fromisoformat(json.loads(storage.read(key))["last_call"]) >= moment
+
+
+def _record_call(storage: Storage, site: str, now: datetime) -> None:
+    storage.write(_call_key(site), json.dumps({"last_call": now.isoformat()}).encode())
 
 
 def parse_periods(data: bytes, product: str) -> SourceReadings:

@@ -36,7 +36,12 @@ class WattwatchersConnector:
         self.client, self.base_url = client, base_url.rstrip("/")
 
     def fetch(
-        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+        self,
+        storage: Storage,
+        meter: Meter,
+        window: HourWindow,
+        now: datetime,
+        seen: dict[str, dict] | None = None,
     ) -> list[Payload]:
         device_id = meter.connector.device
         device = self.client.get(f"{self.base_url}/devices/{device_id}").json()

@@ -37,7 +37,12 @@ class WeatherConnector:
         self.client, self.base_url = client, base_url.rstrip("/")
 
     def fetch(
-        self, storage: Storage, meter: Meter, window: HourWindow, now: datetime
+        self,
+        storage: Storage,
+        meter: Meter,
+        window: HourWindow,
+        now: datetime,
+        seen: dict[str, dict] | None = None,
     ) -> list[Payload]:
         settings = meter.connector
         variable = WEATHER_VARIABLES[meter.data_type]

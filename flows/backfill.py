@@ -18,7 +18,7 @@ from meterflow.plan import MeterWindow
 from meterflow.shards import DEFAULT_SHARD_SIZE, failures
 from meterflow.timeutil import HourWindow
 from tasks.participants import validate_participant
-from tasks.warehouse import aggregate_window, load_window, marks_within, unmark
+from tasks.warehouse import aggregate_window, load_window
 
 
 def record_for(data_root: str, participant_id: str, meter_ids, window, force_override):
@@ -63,10 +63,8 @@ def backfill(
         failed = failures(report.outcomes)
         if failed:
             raise MeterflowError(f"backfill chunk {chunk} failed:\n" + "\n".join(failed))
-        covered = marks_within(data_root, participant, chunk)
         load_window(data_root, warehouse, participant, chunk)
         aggregate_window(data_root, warehouse, participant, chunk)
-        unmark(data_root, participant, covered)
         record.mark(chunk)
         logger.info("chunk %s done", chunk)
     return {"chunks": total, "done_now": len(todo), "done_before": total - len(todo)}

@@ -32,7 +32,7 @@ from meterflow.shards import (
 )
 from meterflow.timeutil import HourWindow
 from tasks.collect import collect_shard as collect_shard_task
-from tasks.collect import plan_participant
+from tasks.collect import merge_runs, plan_participant
 from tasks.participants import validate_participant
 
 SHARD_DEPLOYMENT = "collect-shard/local"
@@ -56,7 +56,18 @@ def collect_participant(
     mode: Mode = "local",
     shard_deployment: str = SHARD_DEPLOYMENT,
 ) -> ShardReport:
-    """Collect the planned meter windows in shards, locally or as runs of `shard_deployment`."""
+    """Collect the planned meter windows in shards, locally or as runs of `shard_deployment`,
+    then merge the shards' runs into the participant's day files and catalog."""
+    report = _run_shards(
+        data_root, participant, planned, force_override, shard_size, mode, shard_deployment
+    )
+    merge_runs(data_root, participant, report.runs)
+    return report
+
+
+def _run_shards(
+    data_root, participant, planned, force_override, shard_size, mode, shard_deployment
+) -> ShardReport:
     shards = shard(planned, shard_size)
     labels = [shard_label(i, len(shards), s) for i, s in enumerate(shards)]
     if mode == "deployments":

@@ -55,7 +55,11 @@ class S3Storage:
         )
         objects = (o for page in pages for o in page.get("Contents", []))
         return sorted(
-            (Entry(o["Key"], size=o["Size"]) for o in objects if not o["Key"].endswith("/")),
+            (
+                Entry(o["Key"], size=o["Size"], version=o.get("ETag", ""))
+                for o in objects
+                if not o["Key"].endswith("/")
+            ),
             key=lambda entry: entry.name,
         )
 
@@ -99,7 +103,11 @@ class GcsStorage:
     def scan(self, prefix: str) -> list[Entry]:
         blobs = self.bucket.client.list_blobs(self.bucket, prefix=check_key(prefix))
         return sorted(
-            (Entry(b.name, size=b.size or 0) for b in blobs if not b.name.endswith("/")),
+            (
+                Entry(b.name, size=b.size or 0, version=str(b.generation or b.etag or ""))
+                for b in blobs
+                if not b.name.endswith("/")
+            ),
             key=lambda entry: entry.name,
         )
 

@@ -1,11 +1,12 @@
-"""Standardised hourly readings in storage: `standardised/<data_type>/<meter>/<yyyy-mm-dd>.parquet`.
+"""Standardised hourly readings in storage: one file per data type and UTC day holding every
+meter's hours, `standardised/<data_type>/<yyyy-mm-dd>.parquet`.
 
-Writes are upserts on the hour: a day file is rewritten only when a row actually changed, and
-the changed rows are returned so that aggregation and loading redo exactly those hours.
-
-Each stored hour also keeps its provenance, the meter-hour ledger: `fetch` (which collection
-wrote it, and from which window key) and `made_with` (the meter configuration and connector
-version it was standardised with). Provenance alone never counts as a change.
+Each row is one meter-hour with its ledger: `fetch` (which collection wrote it, and from which
+window key) and `made_with` (the meter configuration and connector version it was standardised
+with). Writes are upserts on (meter, hour): a day file is rewritten only when a row actually
+changed (provenance alone never counts), and the changed rows are returned, so aggregation and
+loading redo exactly those hours. One dispatch touches O(data types x days) files, whatever the
+number of meters; the flow that ran the collection is the one writer of these files.
 """
 
 from __future__ import annotations
@@ -14,69 +15,93 @@ import io
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from meterflow.config import Meter
 from meterflow.readings import HOURLY_COLUMNS, empty_hourly
 from meterflow.storage import Storage
 
-
-def standardised_key(meter: Meter, day: str) -> str:
-    return f"standardised/{meter.data_type}/{meter.id}/{day}.parquet"
-
-
 PROVENANCE_COLUMNS = ["fetch", "made_with"]
+DAY_COLUMNS = ["meter_id", *HOURLY_COLUMNS, *PROVENANCE_COLUMNS]
+SCHEMA = pa.schema(
+    [
+        ("meter_id", pa.string()),
+        ("hour_utc", pa.timestamp("us", tz="UTC")),
+        ("value", pa.float64()),
+        ("unit", pa.string()),
+        ("quality", pa.string()),
+        ("coverage", pa.float64()),
+        ("fetch", pa.string()),
+        ("made_with", pa.string()),
+    ]
+)
+
+
+def day_key(data_type: str, day: str) -> str:
+    return f"standardised/{data_type}/{day}.parquet"
+
+
+def empty_day() -> pd.DataFrame:
+    return SCHEMA.empty_table().to_pandas()
+
+
+def read_day(storage: Storage, data_type: str, day: str) -> pd.DataFrame:
+    """Every meter's stored hours of one data type and UTC day (empty if none)."""
+    key = day_key(data_type, day)
+    if not storage.exists(key):
+        return empty_day()
+    return pq.read_table(io.BytesIO(storage.read(key))).to_pandas()
+
+
+def read_days(storage: Storage, data_type: str, days: list[str]) -> pd.DataFrame:
+    frames = [read_day(storage, data_type, day) for day in days]
+    return pd.concat(frames, ignore_index=True) if frames else empty_day()
 
 
 def read_hours(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame:
     """The meter's stored hourly readings for the given UTC days."""
-    return _read(storage, meter, days)[HOURLY_COLUMNS]
+    return read_ledger(storage, meter, days)[HOURLY_COLUMNS]
 
 
 def read_ledger(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame:
     """The meter's stored hours with their provenance: which fetch, which configuration."""
-    return _read(storage, meter, days)
-
-
-def _read(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame:
-    frames = [
-        pd.read_parquet(io.BytesIO(storage.read(key)))
-        for key in (standardised_key(meter, day) for day in days)
-        if storage.exists(key)
-    ]
-    if not frames:
+    rows = read_days(storage, meter.data_type, days)
+    mine = rows[rows["meter_id"] == meter.id].drop(columns="meter_id")
+    if mine.empty:
         return empty_hourly().assign(fetch=pd.Series([], dtype="str"), made_with="")
-    # Files written before provenance was kept read with it empty.
-    return pd.concat(frames, ignore_index=True).reindex(columns=HOURLY_COLUMNS + PROVENANCE_COLUMNS)
+    return mine.sort_values("hour_utc").reset_index(drop=True)
 
 
-def upsert_hours(
-    storage: Storage, meter: Meter, hourly: pd.DataFrame, fetch: str, made_with: str
+def write_day(storage: Storage, data_type: str, day: str, rows: pd.DataFrame) -> None:
+    table = pa.Table.from_pandas(
+        rows[DAY_COLUMNS].sort_values(["meter_id", "hour_utc"]), schema=SCHEMA, preserve_index=False
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.write(day_key(data_type, day), buffer.getvalue())
+
+
+def upsert_day(
+    storage: Storage, data_type: str, day: str, fresh: pd.DataFrame, existing: pd.DataFrame
 ) -> pd.DataFrame:
-    """Merge `hourly` into the day files; return the rows that are new or different.
-
-    Rewritten rows take `fetch` and `made_with` as their provenance.
-    """
-    changed = []
-    days = hourly["hour_utc"].dt.strftime("%Y-%m-%d")
-    for day, rows in hourly.groupby(days, sort=True):
-        existing = _read(storage, meter, [day])
-        fresh = _changed_rows(existing, rows)
-        if fresh.empty:
-            continue
-        stamped = fresh.assign(fetch=fetch, made_with=made_with)
-        merged = pd.concat([existing[~existing["hour_utc"].isin(fresh["hour_utc"])], stamped])
-        merged = merged.sort_values("hour_utc").reset_index(drop=True)
-        buffer = io.BytesIO()
-        merged.to_parquet(buffer, index=False)
-        storage.write(standardised_key(meter, day), buffer.getvalue())
-        changed.append(fresh)
-    if not changed:
-        return empty_hourly()
-    return pd.concat(changed, ignore_index=True)
+    """Merge `fresh` rows (meter_id, hourly columns, fetch, made_with) into the day's `existing`
+    rows; write the file if anything changed; return the new or different rows."""
+    changed = changed_rows(existing, fresh)
+    if changed.empty:
+        return changed
+    key = ["meter_id", "hour_utc"]
+    kept = existing.merge(changed[key], on=key, how="left", indicator=True)
+    kept = kept[kept["_merge"] == "left_only"].drop(columns="_merge")
+    write_day(storage, data_type, day, pd.concat([kept, changed], ignore_index=True))
+    return changed
 
 
-def _changed_rows(existing: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    both = rows.merge(existing, on="hour_utc", how="left", suffixes=("", "_old"), indicator=True)
+def changed_rows(existing: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `fresh` that are new or differ from `existing` in value, unit, quality or
+    coverage (rows are keyed by meter and hour)."""
+    key = ["meter_id", "hour_utc"]
+    both = fresh.merge(existing, on=key, how="left", suffixes=("", "_old"), indicator=True)
     new = both["_merge"] == "left_only"
     same = (
         _same_number(both["value"], both["value_old"])
@@ -84,7 +109,7 @@ def _changed_rows(existing: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
         & (both["quality"] == both["quality_old"])
         & (both["unit"] == both["unit_old"])
     )
-    return rows[(new | ~same).to_numpy()][HOURLY_COLUMNS]
+    return fresh[(new | ~same).to_numpy()].reset_index(drop=True)
 
 
 def _same_number(a: pd.Series, b: pd.Series) -> pd.Series:

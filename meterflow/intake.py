@@ -13,10 +13,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from meterflow.catalog import Catalog
 from meterflow.config import Meter
 from meterflow.errors import SourceDataError
 from meterflow.plausibility import check_readings
-from meterflow.rawlog import Payload, RawLog
+from meterflow.rawlog import Payload, RunReader, safe_name
 from meterflow.readings import SourceReadings
 from meterflow.storage import Storage
 
@@ -43,7 +44,7 @@ class Accepted:
 
 
 def accept(
-    storage: Storage, log: RawLog, connector, payload: Payload, meter: Meter, now: datetime
+    reader: RunReader, catalog: Catalog, connector, payload: Payload, meter: Meter, now: datetime
 ) -> Accepted | None:
     """The payload's readings, checked and cut down to what is new; None if the raw log holds
     every record already. Raises SourceDataError for anything that cannot be accepted."""
@@ -53,9 +54,10 @@ def accept(
         return Accepted(payload, readings)
     envelope, records = connector.split_records(payload.data)
     span = readings.span()
+    archived = catalog.payloads_of(meter.id, *span) if span else catalog.payloads_of(meter.id)[:0]
     latest: dict[str, str] = {}
-    for ref in log.overlapping(*span) if span else []:  # oldest first: the last one stands
-        for record in connector.split_records(storage.read(ref.key))[1]:
+    for row in archived.itertuples():  # oldest first: the last one stands
+        for record in connector.split_records(reader.data(row.run_key, row.row))[1]:
             latest[connector.record_key(record)] = _canonical(record)
     fresh = [r for r in records if latest.get(connector.record_key(r)) != _canonical(r)]
     if records and not fresh:
@@ -82,7 +84,7 @@ def quarantine_key(meter_id: str, payload: Payload) -> str:
     """A key that is always valid, one per name and content (the original name is in the
     reason file)."""
     digest = hashlib.sha256(payload.source.encode() + b"\0" + payload.data).hexdigest()[:16]
-    return f"quarantine/{meter_id}/{digest}_{RawLog.safe_name(payload.name)}"
+    return f"quarantine/{meter_id}/{digest}_{safe_name(payload.name)}"
 
 
 def quarantine(storage: Storage, meter_id: str, payload: Payload, reason: str) -> str:

@@ -1,24 +1,55 @@
 """The immutable raw log: every payload a source gave, kept as fetched, with fetch metadata.
 
-Keys are `raw/<meter>/<yyyy>/<mm>/<dd>/<hhmmssffffff>_<sha16>_<span>_<name>` (fetch time;
-`span` is the data's UTC span, or `unparsed`), each with a `.meta.json` sidecar. The content hash
-in the key makes archiving idempotent (the same bytes are never stored twice) and the span lets a
-collection pick the payloads it needs from one listing, without reading them.
+One object per collection run (a shard of meters), `raw/<yyyy>/<mm>/<dd>/<HHMMSSffffff>-<id>.zip`,
+never rewritten, holding
+
+- `payloads.parquet`: one row per payload: meter, name, source (no secrets), fetch time, sha256,
+  size, status (accepted or rejected, and why), the UTC span of its data, how many records the
+  source returned, the meter configuration that judged it, and the bytes as fetched;
+- `hours.parquet`: the meter-hours the run made of them, with their ledger columns;
+- `manifest.json`: the run, its meters and window, and what it learnt of them (settled hours,
+  configurations, export files seen), so a flow lost before it merged the run can be finished.
+
+A run writes one object however many meters and payloads it has: O(runs), not O(meters x days).
+The participant's catalog (meterflow.catalog) indexes the payloads by meter and span.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from meterflow.storage import Entry, Storage
 
-_SPAN_FORMAT = "%Y%m%dT%H%M"
+PREFIX = "raw/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")
-META_SUFFIX = ".meta.json"
+PAYLOAD_SCHEMA = pa.schema(
+    [
+        ("meter_id", pa.string()),
+        ("name", pa.string()),
+        ("source", pa.string()),
+        ("fetched_at", pa.timestamp("us", tz="UTC")),
+        ("sha256", pa.string()),
+        ("bytes", pa.int64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("span_start", pa.timestamp("us", tz="UTC")),
+        ("span_end", pa.timestamp("us", tz="UTC")),
+        ("records_fetched", pa.int64()),
+        ("made_with", pa.string()),
+        ("data", pa.binary()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -30,87 +61,121 @@ class Payload:
     source: str
     consumed: Entry | None = None  # an inbox entry to remove once the payload is safe
     refused: str | None = None  # why it is refused before it is parsed (a link, a bad name)
+    seen: dict | None = None  # an export file's size and version, so an unchanged one is skipped
 
     @property
     def sha(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
 
-@dataclass(frozen=True)
-class RawRef:
-    key: str
-    sha16: str
-    name: str
-    span: tuple[datetime, datetime] | None
-
-    def overlaps(self, start: datetime, end: datetime) -> bool:
-        return self.span is not None and self.span[0] < end and start < self.span[1]
+def safe_name(name: str) -> str:
+    """A payload name reduced to characters that are safe in a storage key."""
+    return _UNSAFE.sub("_", name.rsplit("/", 1)[-1]).strip("._") or "payload"
 
 
-class RawLog:
-    """One meter's raw log, listed once when opened."""
+@dataclass
+class RunWriter:
+    """The payloads one collection run archives, written as one object when the run ends."""
 
-    def __init__(self, storage: Storage, meter_id: str):
-        self.storage, self.meter_id = storage, meter_id
-        self.refs = [
-            _ref(key) for key in storage.list(f"raw/{meter_id}/") if not key.endswith(META_SUFFIX)
-        ]
-        self._hashes = {ref.sha16 for ref in self.refs}
+    started: datetime
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    rows: list[dict] = field(default_factory=list)
 
-    def has(self, payload: Payload) -> bool:
-        return payload.sha[:16] in self._hashes
+    @property
+    def key(self) -> str:
+        return f"{PREFIX}{self.started:%Y/%m/%d/%H%M%S%f}-{self.run_id}.zip"
 
     def add(
         self,
+        meter_id: str,
         payload: Payload,
         span: tuple[datetime, datetime] | None,
         fetched_at: datetime,
+        made_with: str,
         error: str | None = None,
         records_fetched: int | None = None,
-    ) -> RawRef:
-        """Archive a payload once; its metadata records the source, time, size and outcome
-        (and, for record payloads, how many records the source returned: those the raw log
-        held already are not stored again)."""
-        span_text = f"{span[0]:{_SPAN_FORMAT}}-{span[1]:{_SPAN_FORMAT}}" if span else "unparsed"
-        name = self.safe_name(payload.name)
-        stamp = f"{fetched_at:%Y/%m/%d/%H%M%S%f}"
-        key = f"raw/{self.meter_id}/{stamp}_{payload.sha[:16]}_{span_text}_{name}"
-        meta = {
-            "meter": self.meter_id,
-            "source": payload.source,
-            "name": payload.name,
-            "fetched_at": fetched_at.isoformat(),
-            "sha256": payload.sha,
-            "bytes": len(payload.data),
-            "status": "rejected" if error else "accepted",
-            "error": error,
-        }
-        if records_fetched is not None:
-            meta["records_fetched"] = records_fetched
-        self.storage.write(key, payload.data)
-        self.storage.write(key + META_SUFFIX, json.dumps(meta, indent=2).encode())
-        ref = _ref(key)
-        self.refs.append(ref)
-        self._hashes.add(ref.sha16)
-        return ref
-
-    @staticmethod
-    def safe_name(name: str) -> str:
-        """A payload name reduced to characters that are safe in a storage key."""
-        return _UNSAFE.sub("_", name.rsplit("/", 1)[-1]).strip("._") or "payload"
-
-    def overlapping(self, start: datetime, end: datetime) -> list[RawRef]:
-        """Parsed payloads whose data overlaps [start, end), oldest fetch first."""
-        return sorted((r for r in self.refs if r.overlaps(start, end)), key=lambda r: r.key)
-
-
-def _ref(key: str) -> RawRef:
-    _, sha16, span_text, name = key.rsplit("/", 1)[1].split("_", 3)
-    span = None
-    if span_text != "unparsed":
-        first, last = span_text.split("-")
-        span = (
-            datetime.strptime(first, _SPAN_FORMAT).replace(tzinfo=UTC),
-            datetime.strptime(last, _SPAN_FORMAT).replace(tzinfo=UTC),
+    ) -> int:
+        """Archive a payload in this run; its row number in the run."""
+        self.rows.append(
+            {
+                "meter_id": meter_id,
+                "name": payload.name,
+                "source": payload.source,
+                "fetched_at": fetched_at,
+                "sha256": payload.sha,
+                "bytes": len(payload.data),
+                "status": "rejected" if error else "accepted",
+                "error": error,
+                "span_start": span[0] if span else None,
+                "span_end": span[1] if span else None,
+                "records_fetched": records_fetched,
+                "made_with": made_with,
+                "data": payload.data,
+            }
         )
-    return RawRef(key=key, sha16=sha16, name=name, span=span)
+        return len(self.rows) - 1
+
+    def write(self, storage: Storage, hours: pd.DataFrame, manifest: dict) -> str:
+        """Write the run: its payloads, the hours it made and its manifest, in one object."""
+        payloads = pa.Table.from_pylist(self.rows, schema=PAYLOAD_SCHEMA)
+        members = {
+            # Uncompressed, not dictionary-encoded: each payload's bytes lie in the object as
+            # fetched, so a search of the bucket (for a leaked key, say) sees them.
+            "payloads.parquet": _parquet(payloads, compression="none", use_dictionary=False),
+            "hours.parquet": _parquet(pa.Table.from_pandas(hours, preserve_index=False)),
+            "manifest.json": json.dumps(
+                {"run": self.run_id, **manifest}, sort_keys=True, default=str
+            ).encode(),
+        }
+        storage.write(self.key, zipped(members))
+        return self.key
+
+
+@dataclass(frozen=True)
+class RunFile:
+    key: str
+    payloads: pa.Table
+    hours: pd.DataFrame
+    manifest: dict
+
+    def data(self, row: int) -> bytes:
+        return self.payloads.column("data")[row].as_py()
+
+
+def read_run(storage: Storage, key: str) -> RunFile:
+    with zipfile.ZipFile(io.BytesIO(storage.read(key))) as archive:
+        payloads = pq.read_table(io.BytesIO(archive.read("payloads.parquet")))
+        hours = pq.read_table(io.BytesIO(archive.read("hours.parquet"))).to_pandas()
+        manifest = json.loads(archive.read("manifest.json"))
+    return RunFile(key, payloads, hours, manifest)
+
+
+class RunReader:
+    """Reads archived payloads, each run object once per collection (many meters share it)."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self._runs: dict[str, RunFile] = {}
+
+    def run(self, key: str) -> RunFile:
+        if key not in self._runs:
+            self._runs[key] = read_run(self.storage, key)
+        return self._runs[key]
+
+    def data(self, key: str, row: int) -> bytes:
+        return self.run(key).data(row)
+
+
+def zipped(members: dict[str, bytes]) -> bytes:
+    """A zip of the members with fixed timestamps: the same content gives the same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buffer.getvalue()
+
+
+def _parquet(table: pa.Table, **options) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, **options)
+    return buffer.getvalue()

@@ -1,17 +1,17 @@
 """Collection in shards: planned meter windows grouped so that one unit of work (a task run
 locally, a flow run on a worker in production) covers many meters, never one meter-hour.
 
-A shard reports back only a summary per meter and the span of hours it changed, so the memory a
-dispatch holds is bounded by the shard size, not by the number of meters.
+A shard reports back only a summary per meter, the span of hours it changed and the key of the
+run object holding what it fetched and made, so the memory a dispatch holds is bounded by the
+shard size, not by the number of meters; the flow merges the runs into the day files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meterflow.collect import CollectResult
+from meterflow.collect import CollectResult, MeterWindow
 from meterflow.errors import MeterflowError
-from meterflow.plan import MeterWindow
 from meterflow.timeutil import HOUR, HourWindow
 
 DEFAULT_SHARD_SIZE = 50
@@ -32,6 +32,8 @@ class MeterOutcome:
 
     @classmethod
     def of(cls, result: CollectResult) -> MeterOutcome:
+        if result.error is not None:
+            return cls.failed(result.participant, result.meter, result.error)
         outcome = cls(
             result.participant,
             result.meter,
@@ -67,6 +69,7 @@ class ShardReport:
 
     outcomes: list[MeterOutcome] = field(default_factory=list)
     changed: HourWindow | None = None
+    runs: list[str] = field(default_factory=list)  # run objects to merge
 
     def add(self, result: CollectResult) -> None:
         self.outcomes.append(MeterOutcome.of(result))
@@ -86,6 +89,7 @@ class ShardReport:
     def merge(self, other: ShardReport) -> None:
         self.outcomes.extend(other.outcomes)
         self.widen(other.changed)
+        self.runs.extend(other.runs)
 
 
 def shard(planned: list[MeterWindow], size: int) -> list[list[MeterWindow]]:

@@ -30,6 +30,7 @@ class Entry:
     kind: Literal["file", "link", "special"] = "file"
     size: int = 0
     target: str | None = None  # what a link points to, as written in the link
+    version: str = ""  # changes whenever the content may have: mtime, ETag, generation
 
     @property
     def key(self) -> str | None:
@@ -178,5 +179,5 @@ def _local_entry(root: Path, name: str) -> Entry:
     if stat.S_ISLNK(info.st_mode):
         return Entry(name, "link", target=os.readlink(root / name))
     if stat.S_ISREG(info.st_mode):
-        return Entry(name, "file", size=info.st_size)
+        return Entry(name, "file", size=info.st_size, version=str(info.st_mtime_ns))
     return Entry(name, "special")

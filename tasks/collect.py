@@ -1,7 +1,9 @@
-"""Plan and collect meter windows: one task run per shard of meters, never per meter-hour."""
+"""Plan, collect and merge meter windows: one task run per shard of meters, never per meter-hour,
+and one merge per participant (the one writer of its day files and catalog)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -9,18 +11,14 @@ from prefect import get_run_logger, task
 from blocks import access_for, s3_client_for
 from blocks.storage import open_storage
 from connectors import CONNECTOR_TYPES, connector_for
-from meterflow import unloaded
-from meterflow.collect import collect_meter
-from meterflow.config import Participant
+from meterflow import collect
+from meterflow.config import Meter, Participant
 from meterflow.plan import MeterWindow, plan_meters
-from meterflow.shards import MeterOutcome, ShardReport
-from meterflow.timeutil import HourWindow
+from meterflow.shards import ShardReport
 
 
 @task(task_run_name="plan/{participant.id}/{window}")
-def plan_participant(
-    data_root: str, participant: Participant, window: HourWindow
-) -> list[MeterWindow]:
+def plan_participant(data_root: str, participant: Participant, window) -> list[MeterWindow]:
     storage = open_storage(data_root, participant.id)
     return plan_meters(
         storage, participant, window, lambda meter: CONNECTOR_TYPES[meter.connector.type]
@@ -35,43 +33,33 @@ def collect_shard(
     label: str,
     force_override: bool | None = None,
 ) -> ShardReport:
-    """Collect a shard's meter windows one after another; a failing meter fails alone.
-
-    Only a summary per meter goes back to the caller, so memory is bounded by the shard.
-    """
+    """Collect a shard's meter windows; a failing meter fails alone. Only a summary per meter
+    and the key of the shard's run object go back to the caller."""
     logger = get_run_logger()
     storage = open_storage(data_root, participant.id)
-    report = ShardReport()
-    for meter_window in planned:
-        meter = participant.meter(meter_window.meter_id)
-        try:
-            connector = connector_for(
-                meter,
-                participant.id,
-                access_for(meter),
-                state_dir=Path(data_root) / ".platform",
-                s3_client=s3_client_for(meter) if meter.connector.type == "s3" else None,
-            )
-            result = collect_meter(
-                storage,
-                participant,
-                meter,
-                connector,
-                meter_window.window,
-                force_override=force_override,
-            )
-        except Exception as exc:  # one meter's broken source or config never stops its shard
-            outcome = MeterOutcome.failed(participant.id, meter.id, exc)
-            logger.error("%s/%s failed: %s", participant.id, meter.id, outcome.why)
-            report.outcomes.append(outcome)
-            continue
+
+    def connector_of(meter: Meter):
+        return connector_for(
+            meter,
+            participant.id,
+            access_for(meter),
+            state_dir=Path(data_root) / ".platform",
+            s3_client=s3_client_for(meter) if meter.connector.type == "s3" else None,
+        )
+
+    run = collect.collect_shard(
+        storage, participant, planned, connector_of, force_override=force_override, label=label
+    )
+    report = ShardReport(runs=[run.run_key] if run.run_key else [])
+    for result in run.results:
         report.add(result)
+        outcome = report.outcomes[-1]
+        if outcome.status == "failed":
+            logger.error("%s/%s failed: %s", participant.id, result.meter, outcome.why)
         if result.deferred:
-            logger.warning("%s: deferred: %s", meter.id, result.deferred)
+            logger.warning("%s: deferred: %s", result.meter, result.deferred)
         for reason in result.rejected:
-            logger.warning("%s: quarantined: %s", meter.id, reason)
-    if report.changed:
-        unloaded.mark(storage, report.changed)
+            logger.warning("%s: quarantined: %s", result.meter, reason)
     logger.info(
         "%s/%s: %d meters, %d hours changed, %d missing",
         participant.id,
@@ -81,3 +69,13 @@ def collect_shard(
         sum(o.hours_missing for o in report.outcomes),
     )
     return report
+
+
+@task(task_run_name="merge/{participant.id}")
+def merge_runs(data_root: str, participant: Participant, runs: list[str]) -> int:
+    """Upsert the shards' hours into the day files and record their runs in the catalog (and
+    any run a lost flow left unmerged); the number of meter-hours that changed."""
+    storage = open_storage(data_root, participant.id)
+    now = datetime.now(UTC)
+    changed = collect.merge(storage, participant, [*runs, *collect.unmerged(storage, now)], now)
+    return sum(len(rows) for rows in changed.values())

@@ -10,11 +10,11 @@ from prefect import task
 
 from blocks import open_warehouse
 from blocks.storage import open_storage
-from meterflow import unloaded
 from meterflow.backfill import chunks
+from meterflow.catalog import read_catalog
 from meterflow.config import Participant
 from meterflow.report import write_latest_report
-from meterflow.timeutil import HourWindow, merge_windows
+from meterflow.timeutil import HourWindow
 from meterflow.warehouse import LoadCounts, loads
 
 
@@ -22,9 +22,13 @@ from meterflow.warehouse import LoadCounts, loads
 def load_window(
     data_root: str, warehouse: str, participant: Participant, window: HourWindow
 ) -> LoadCounts:
+    """Load the window's stored hours, and count as loaded the runs whose changes lie in it."""
     storage = open_storage(data_root, participant.id)
+    catalog = read_catalog(storage)
     with open_warehouse(warehouse) as wh:
-        return loads.load_window(wh, storage, participant, window, datetime.now(UTC))
+        counts = loads.load_window(wh, storage, participant, window, datetime.now(UTC))
+        loads.record_loads(wh, participant.id, loads.runs_within(catalog.runs, window))
+        return counts
 
 
 @task(task_run_name="aggregate/{participant.id}/{window}")
@@ -38,33 +42,18 @@ def aggregate_window(
 
 @task(task_run_name="load-changes/{participant.id}")
 def load_changes(data_root: str, warehouse: str, participant: Participant) -> list[HourWindow]:
-    """Load and aggregate every span collection marked as changed, a week at a time, then drop
-    the marks read before loading began; the spans loaded, in order."""
+    """Load and aggregate what every merged run not yet loaded changed, a week at a time (this
+    run's, and any a lost flow left), then record those runs as loaded; the spans, in order."""
     storage = open_storage(data_root, participant.id)
-    pending = unloaded.marks(storage)
-    spans = [c for span in merge_windows(list(pending.values())) for c in chunks(span, 7)]
+    catalog = read_catalog(storage)
     with open_warehouse(warehouse) as wh:
+        pending = loads.unloaded_runs(wh, participant.id, catalog.runs)
+        spans = [c for span in loads.changed_spans(pending) for c in chunks(span, 7)]
         for span in spans:
             loads.load_window(wh, storage, participant, span, datetime.now(UTC))
             loads.aggregate_window(wh, storage, participant, span)
-    unloaded.unmark(storage, list(pending))
+        loads.record_loads(wh, participant.id, pending)
     return spans
-
-
-@task(task_run_name="marks/{participant.id}/{window}")
-def marks_within(data_root: str, participant: Participant, window: HourWindow) -> list[str]:
-    """The change marks a load of `window` covers (read before that load)."""
-    storage = open_storage(data_root, participant.id)
-    return [
-        key
-        for key, span in unloaded.marks(storage).items()
-        if window.start <= span.start and span.end <= window.end
-    ]
-
-
-@task(task_run_name="unmark/{participant.id}")
-def unmark(data_root: str, participant: Participant, keys: list[str]) -> None:
-    unloaded.unmark(open_storage(data_root, participant.id), keys)
 
 
 @task(task_run_name="report/{participant.id}/{window}")

@@ -292,7 +292,7 @@ def test_solcast_forecasts_feed_the_forecast_data_type(storage, solcast, tmp_pat
         storage, participant, "pv-3", solcast_access(solcast), ahead, tmp_path=tmp_path
     )
     assert result.hours_missing == 0
-    assert storage.list("standardised/solar_forecast/pv-3/")
+    assert len(read_hours(storage, participant.meter("pv-3"), ahead.days())) == 24
     (call,) = solcast.requests
     assert call.path.endswith("/forecasts")
 

@@ -10,6 +10,7 @@ import pytest
 
 from connectors import connector_for
 from meterflow.aggregate import aggregate_changes
+from meterflow.catalog import archived
 from meterflow.collect import collect_meter, window_key
 from meterflow.hourly_store import read_hours, read_ledger
 from meterflow.participant_xml import load_participant
@@ -53,15 +54,12 @@ def test_collect_archives_raw_and_writes_hourly(storage, participant):
     storage.write("exports/main/day1.csv", interval_export([1, 2, 3, 4, 5, 6, 7, 8]))
     result = collect(storage, participant, "main")
     assert (result.payloads_new, result.hours_new, result.hours_missing) == (1, 4, 0)
-    (raw,) = [k for k in storage.list("raw/main/") if not k.endswith(".meta.json")]
-    assert storage.read(raw) == interval_export([1, 2, 3, 4, 5, 6, 7, 8])  # as fetched
-    meta = json.loads(storage.read(raw + ".meta.json"))
-    assert meta["source"] == "acme:exports/main/day1.csv" and meta["status"] == "accepted"
+    (raw,) = archived(storage, "main")
+    assert raw["data"] == interval_export([1, 2, 3, 4, 5, 6, 7, 8])  # as fetched
+    assert raw["source"] == "acme:exports/main/day1.csv" and raw["status"] == "accepted"
     stored = read_hours(storage, participant.meter("main"), WINDOW.days())
     assert stored.value.tolist() == [3.0, 7.0, 11.0, 15.0]
-    assert storage.list("standardised/energy/main/") == [
-        "standardised/energy/main/2026-04-01.parquet"
-    ]
+    assert storage.list("standardised/energy/") == ["standardised/energy/2026-04-01.parquet"]
 
 
 def test_rerun_changes_nothing(storage, participant):
@@ -81,7 +79,7 @@ def test_a_corrected_export_updates_only_the_hours_it_changes(storage, participa
     assert result.changed.hour_utc.tolist() == [pd.Timestamp("2026-04-01T02:00Z")]
     assert result.changed.value.tolist() == [14.0]
     # Both versions stay in the raw log.
-    assert len([k for k in storage.list("raw/main/") if not k.endswith(".meta.json")]) == 2
+    assert len(archived(storage, "main")) == 2
 
 
 def test_registers_difference_across_file_borders(storage, participant):

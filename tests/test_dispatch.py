@@ -25,7 +25,8 @@ from flows.collect import collect
 from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
 from flows.dispatch import dispatch
 from flows.mrv import mrv
-from meterflow import demo_data, unloaded
+from meterflow import demo_data
+from meterflow.catalog import read_catalog
 from meterflow.fleets import csv_meter, participant_xml
 from meterflow.participants import read_configuration
 from meterflow.storage import CONFIG_KEY, LocalStorage
@@ -352,11 +353,12 @@ def test_hours_stored_but_never_loaded_are_loaded_by_the_next_dispatch(prefect_s
     storage.write("exports/m1/day.csv", ("timestamp,value\n" + rows).encode())
     day = {"start": "2026-04-01T00:00+00:00", "end": "2026-04-02T00:00+00:00"}
     collect("later", **day, data_root=str(data_root))
-    assert storage.list(unloaded.PREFIX)  # collected, marked, not loaded
+    (run,) = read_catalog(storage).runs  # collected and merged, not loaded
     warehouse = str(tmp_path / "warehouse.duckdb")
     summary = dispatch(**day, data_root=str(data_root), warehouse=warehouse)
     assert [r["hours_new"] for r in summary] == [0]
     with duckdb.connect(warehouse, read_only=True) as con:
         loaded = con.execute("SELECT count(*), sum(value) FROM fact_meter_hourly").fetchone()
+        runs = con.execute("SELECT run_id FROM load_log").fetchall()
     assert loaded == (24, sum(range(24)))
-    assert storage.list(unloaded.PREFIX) == []
+    assert runs == [(run["run"],)]  # the warehouse knows it holds that run's hours

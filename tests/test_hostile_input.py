@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from connectors import connector_for
+from meterflow.catalog import archived
 from meterflow.collect import collect_meter
 from meterflow.errors import ConfigError
 from meterflow.hourly_store import read_hours
@@ -37,6 +38,7 @@ CONFIG = """<participant id="acme" name="Acme">
 </participant>"""
 NOW = datetime(2026, 4, 3, tzinfo=UTC)
 WINDOW = HourWindow.parse("2026-04-01T00:00", "2026-04-02T00:00")
+SECRET = b"hour_utc,value,unit\n2026-04-01T05:00:00Z,987654321,kWh\n"
 GOOD_PUSH = b"hour_utc,value,unit\n2026-04-01T00:00:00Z,1.5,kWh\n2026-04-01T01:00:00Z,2,kWh\n"
 
 
@@ -117,7 +119,7 @@ def corpus(tmp_path):
     storage = LocalStorage(data_root, "acme")
     outside = tmp_path / "outside"
     outside.mkdir()
-    (outside / "secret.txt").write_bytes(b"hour_utc,value,unit\n2026-04-01T05:00:00Z,666,kWh\n")
+    (outside / "secret.txt").write_bytes(SECRET)
     os.mkfifo(outside / "fifo")
     LocalStorage(data_root, "globex").write("inbox/pv/theirs.csv", GOOD_PUSH)
     for folder, name, body in [f[:3] for f in BAD_FILES] + GOOD_FILES:
@@ -182,8 +184,9 @@ def test_every_hostile_file_is_quarantined_and_the_rest_goes_through(corpus):
     assert all(r.hours_new > 0 for r in results.values())
     # Nothing outside the participant's storage was read (the FIFO would have hung) or written.
     assert snapshot(tmp_path, storage.root) == before
-    everything = b"".join(storage.read(k) for k in storage.list())
-    assert b"666" not in everything  # the secret behind the link was never copied in
+    stored = [storage.read(k) for k in storage.list() if not k.startswith("raw/")]
+    stored += [raw["data"] for m in participant.meters for raw in archived(storage, m.id)]
+    assert not any(SECRET in body for body in stored)  # what the links point at was not copied
 
 
 def test_a_second_dispatch_quarantines_nothing_again_and_changes_nothing(corpus):

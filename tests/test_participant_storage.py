@@ -17,6 +17,7 @@ from blocks.storage import ParticipantStorage, open_storage, participant_ids
 from emulators.google_oauth import GoogleOAuthEmulator
 from flows.dispatch import dispatch
 from flows.doctor import storage_checks
+from meterflow.catalog import archived
 from meterflow.cloud_storage import GcsStorage, S3Storage
 from meterflow.errors import MeterflowError
 from meterflow.fleets import csv_meter, participant_xml
@@ -97,11 +98,11 @@ def test_dispatch_uses_the_bucket_each_participants_block_names(tenants, tmp_pat
         ("s3-tenant", 24, 24.0),
     ]
 
-    day = "standardised/energy/main/2026-04-01.parquet"
+    day = "standardised/energy/2026-04-01.parquet"
     for pid in ("s3-tenant", "gcs-tenant"):
         storage = open_storage(data_root, pid)
         assert storage.exists(day), storage.list()
-        assert any(key.startswith("raw/main/") for key in storage.list("raw/"))
+        assert [raw["meter_id"] for raw in archived(storage, "main")] == ["main"]
     assert not (data_root / "s3-tenant").exists() and not (data_root / "gcs-tenant").exists()
     assert set(oauth.grants) == {SERVICE_ACCOUNT}  # GCS was reached with the block's account
 

@@ -13,11 +13,11 @@ from pydantic import SecretStr
 from connectors import CONNECTOR_TYPES, connector_for
 from emulators.openmeteo import OpenMeteoEmulator
 from emulators.wattwatchers import WattwatchersEmulator
+from meterflow.catalog import archived
 from meterflow.collect import collect_meter
 from meterflow.hourly_store import read_hours
 from meterflow.participant_xml import load_participant
 from meterflow.plan import plan_meters
-from meterflow.rawlog import META_SUFFIX
 from meterflow.sources import SourceAccess
 from meterflow.timeutil import HourWindow
 
@@ -74,8 +74,9 @@ def collect(storage, participant, emulator, window, now, **options):
     return collect_meter(storage, participant, meter, connector, window, now=now, **options)
 
 
-def raw_objects(storage, meter_id: str) -> list[str]:
-    return [k for k in storage.list(f"raw/{meter_id}/") if not k.endswith(META_SUFFIX)]
+def raw_objects(storage, meter_id: str) -> list[dict]:
+    """The payloads archived for the meter (catalog row and bytes each)."""
+    return archived(storage, meter_id)
 
 
 def test_an_incomplete_hour_is_final_after_settle_time_and_not_fetched_again(
@@ -120,14 +121,14 @@ def test_the_raw_log_keeps_each_record_once_however_requests_were_paged(
     collect(storage, participant, wattwatchers, HourWindow(h[1], h[3]), h[3])
     collect(storage, participant, wattwatchers, HourWindow(h[0], h[3]), h[4], force_override=True)
     stamps = []
-    for key in raw_objects(storage, "mains"):
-        stamps += [r["timestamp"] for r in json.loads(storage.read(key))["records"]]
+    for raw in raw_objects(storage, "mains"):
+        stamps += [r["timestamp"] for r in json.loads(raw["data"])["records"]]
     assert len(stamps) == len(set(stamps))  # no record twice
     assert sorted(stamps) == [
         t for t in range(int(h[0].timestamp()) + 300, int(h[3].timestamp()) + 1, 300) if t != HOLE
     ]
-    metas = [json.loads(storage.read(k + META_SUFFIX)) for k in raw_objects(storage, "mains")]
-    assert [m["records_fetched"] for m in metas] == [143, 143]  # what each call returned
+    fetched = [raw["records_fetched"] for raw in raw_objects(storage, "mains")]
+    assert fetched == [143, 143]  # what each call returned
     hours = read_hours(storage, participant.meter("mains"), ["2026-04-01"])
     assert len(hours) == 18 and hours.value.notna().all()
 
@@ -142,6 +143,6 @@ def test_overlapping_weather_ranges_archive_each_hour_once(storage, participant)
         collect_meter(storage, participant, meter, connector, first, now=now)
         collect_meter(storage, participant, meter, connector, second, now=now)
     times = []
-    for key in raw_objects(storage, "outside"):
-        times += json.loads(storage.read(key))["body"]["hourly"]["time"]
+    for raw in raw_objects(storage, "outside"):
+        times += json.loads(raw["data"])["body"]["hourly"]["time"]
     assert len(times) == len(set(times)) == 4 * 24  # whole days, 1 April to 4 April

@@ -10,6 +10,7 @@ from moto.server import ThreadedMotoServer
 from prefect_aws import AwsCredentials
 
 from connectors import connector_for
+from meterflow.catalog import archived
 from meterflow.collect import collect_meter
 from meterflow.hourly_store import read_hours
 from meterflow.http import SourceRejected
@@ -81,9 +82,9 @@ def test_objects_are_copied_to_the_raw_log_and_standardised(storage, s3_client):
     assert (result.payloads_new, result.hours_new, result.hours_missing) == (1, 4, 0)
     stored = read_hours(storage, participant.meter("s3-main"), WINDOW.days())
     assert stored.value.tolist() == [3.0, 7.0, 11.0, 15.0]
-    (raw,) = [k for k in storage.list("raw/s3-main/") if not k.endswith(".meta.json")]
-    assert storage.read(raw) == interval_export([1, 2, 3, 4, 5, 6, 7, 8])
-    assert b"s3://acme-meter-drop/exports/main/day1.csv" in storage.read(raw + ".meta.json")
+    (raw,) = archived(storage, "s3-main")
+    assert raw["data"] == interval_export([1, 2, 3, 4, 5, 6, 7, 8])
+    assert raw["source"] == "s3://acme-meter-drop/exports/main/day1.csv"
     _, again = collect(storage, "s3-main", s3_client)
     assert (again.payloads_new, again.hours_new) == (0, 0)
     assert not any(SECRET.encode() in storage.read(k) for k in storage.list())

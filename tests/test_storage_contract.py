@@ -13,7 +13,8 @@ from google.cloud import storage as gcs
 
 from meterflow.cloud_storage import GcsStorage, S3Storage
 from meterflow.errors import InvalidIdentifier
-from meterflow.rawlog import Payload, RawLog
+from meterflow.hourly_store import empty_day
+from meterflow.rawlog import Payload, RunWriter, read_run
 from meterflow.storage import LocalStorage
 
 
@@ -103,18 +104,18 @@ def test_participants_do_not_see_each_other(backend):
 
 
 def test_a_refetched_payload_is_kept_beside_the_first_version(backend):
-    """force_override refetches: a changed payload under the same name is a second version."""
+    """force_override refetches: a changed payload under the same name is a second version, in
+    a run object of its own; run objects are never rewritten."""
     acme = backend("acme")
-    log = RawLog(acme, "m1")
     first = Payload("day.csv", b"t,v\n1,2\n", "acme:exports/m1/day.csv")
     again = Payload("day.csv", b"t,v\n1,3\n", "acme:exports/m1/day.csv")
-    now = datetime(2026, 4, 2, tzinfo=UTC)
-    log.add(first, None, now)
-    log.add(again, None, now.replace(hour=1))
-    assert log.has(again)  # the same content fetched a third time is known: not archived again
-    versions = [k for k in acme.list("raw/m1/") if not k.endswith(".meta.json")]
-    assert sorted(acme.read(k) for k in versions) == [first.data, again.data]
-    assert RawLog(acme, "m1").has(first) and RawLog(acme, "m1").has(again)
+    keys = []
+    for hour, payload in enumerate((first, again)):
+        run = RunWriter(datetime(2026, 4, 2, hour, tzinfo=UTC))
+        run.add("m1", payload, None, run.started, "cfg")
+        keys.append(run.write(acme, empty_day(), {}))
+    assert acme.list("raw/") == keys and keys[0] != keys[1]
+    assert [read_run(acme, k).data(0) for k in keys] == [first.data, again.data]
 
 
 def put_raw(storage, name: str, data: bytes) -> None:

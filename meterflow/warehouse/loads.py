@@ -10,9 +10,10 @@ from meterflow.aggregate import PROPERTY_COLUMNS, aggregate_changes
 from meterflow.calendar import calendar_rows
 from meterflow.config import Participant
 from meterflow.emission_factors import read_factors, refuse_silent_changes
-from meterflow.hourly_store import read_hours
+from meterflow.hourly_store import read_days
+from meterflow.readings import HOURLY_COLUMNS
 from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow, warehouse_time
+from meterflow.timeutil import HourWindow, merge_windows, warehouse_time
 from meterflow.warehouse.backend import LoadCounts, Warehouse, prepare
 from meterflow.warehouse.schema import TABLES
 
@@ -140,13 +141,19 @@ def load_emission_factors(wh: Warehouse) -> LoadCounts:
 
 
 def window_rows(storage: Storage, participant: Participant, window: HourWindow) -> dict:
-    """Each meter's stored hourly rows inside the window."""
-    rows = {}
-    for meter in participant.meters:
-        hours = read_hours(storage, meter, window.days())
-        inside = (hours["hour_utc"] >= window.start) & (hours["hour_utc"] < window.end)
-        rows[meter.id] = hours[inside]
-    return rows
+    """Each meter's stored hourly rows inside the window (each day file read once)."""
+    meters = {m.id for m in participant.meters}
+    frames = [
+        read_days(storage, data_type, window.days())
+        for data_type in sorted({m.data_type for m in participant.meters})
+    ]
+    rows = pd.concat(frames, ignore_index=True)
+    inside = (rows["hour_utc"] >= window.start) & (rows["hour_utc"] < window.end)
+    rows = rows[inside & rows["meter_id"].isin(meters)]
+    return {
+        meter_id: group[HOURLY_COLUMNS].reset_index(drop=True)
+        for meter_id, group in rows.groupby("meter_id", sort=True)
+    }
 
 
 def load_window(
@@ -173,3 +180,38 @@ def aggregate_window(
     rows = aggregate_changes(storage, participant, window_rows(storage, participant, window))
     wh.prepare()
     return load_property_hours(wh, participant.id, rows)
+
+
+def unloaded_runs(wh: Warehouse, participant_id: str, runs: list[dict]) -> list[dict]:
+    """The merged runs the warehouse has not loaded (its own log says which it has)."""
+    wh.prepare()
+    loaded = wh.query(
+        f"SELECT run_id FROM {wh.table('load_log')} WHERE participant_id = ?", [participant_id]
+    )
+    done = set(loaded["run_id"])
+    return [run for run in runs if run["run"] not in done]
+
+
+def changed_spans(runs: list[dict]) -> list[HourWindow]:
+    """What the runs changed, as merged spans."""
+    return merge_windows([HourWindow.parse(*run["changed"]) for run in runs if run["changed"]])
+
+
+def runs_within(runs: list[dict], window: HourWindow) -> list[dict]:
+    """The runs whose changes lie inside the window (a load of it loads them)."""
+
+    def inside(run: dict) -> bool:
+        if run["changed"] is None:
+            return True
+        changed = HourWindow.parse(*run["changed"])
+        return window.start <= changed.start and changed.end <= window.end
+
+    return [run for run in runs if inside(run)]
+
+
+def record_loads(wh: Warehouse, participant_id: str, runs: list[dict]) -> None:
+    if runs:
+        rows = pd.DataFrame(
+            {"participant_id": participant_id, "run_id": [r["run"] for r in runs]}
+        ).assign(loaded_utc=pd.Timestamp.now(tz="UTC"))
+        wh.upsert("load_log", rows)

@@ -100,6 +100,12 @@ TABLES = {
             "value float?", "unit text", "quality text", "coverage float",
             "meters_reporting int", "meters_expected int",
         ),
+        # Which collection runs of a participant's storage the warehouse holds the hours of.
+        _table(
+            "load_log",
+            ("participant_id", "run_id"),
+            "participant_id text", "run_id text", "loaded_utc ts",
+        ),
         # MRV: jobs per meter, a task per job interval, records (revisions) and every transition.
         _table(
             "mrv_job",
