@@ -1,16 +1,19 @@
 # Meterflow: `make demo` runs the pipeline end to end, `make test` runs the tests.
-# Both create .venv and install the exact versions in requirements.lock on first use.
+# Both create .venv and install the exact versions in requirements.lock on first use; `make test`
+# also builds .venv-bq, the BigQuery API server its BigQuery tests run against.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# bqemulator (emulators/bigquery.py) pins DuckDB 1.5, the project DuckDB 2.0: a venv of its own.
+BQ_VENV := .venv-bq
 # Project-local Prefect home: the demo's runs stay visible to `make ui`.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: setup demo test lint format ui lock clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(BQ_VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@echo "Installing pinned dependencies into $(VENV) (log: $(VENV)/install.log) ..."
@@ -21,21 +24,28 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 		>> $(VENV)/install.log 2>&1 || { tail -n 30 $(VENV)/install.log; exit 1; }
 	@touch $@
 
-demo: setup
+$(BQ_VENV)/.installed: emulators/bigquery-requirements.lock
+	@echo "Installing the BigQuery emulator into $(BQ_VENV) (log: $(BQ_VENV)/install.log) ..."
+	@test -x $(BQ_VENV)/bin/python || $(PYTHON) -m venv $(BQ_VENV)
+	@$(BQ_VENV)/bin/pip install --disable-pip-version-check -r emulators/bigquery-requirements.lock \
+		> $(BQ_VENV)/install.log 2>&1 || { tail -n 30 $(BQ_VENV)/install.log; exit 1; }
+	@touch $@
+
+demo: $(VENV)/.installed
 	@$(BIN)/meterflow demo
 
 test: setup lint
 	@$(BIN)/pytest
 
-lint: setup
+lint: $(VENV)/.installed
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 
-format: setup
+format: $(VENV)/.installed
 	@$(BIN)/ruff check --fix .
 	@$(BIN)/ruff format .
 
-ui: setup
+ui: $(VENV)/.installed
 	@$(BIN)/prefect server start
 
 # Re-resolve every dependency from pyproject.toml and pin the result.
@@ -50,4 +60,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .prefect data .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BQ_VENV) .prefect data .pytest_cache .ruff_cache
