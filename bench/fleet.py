@@ -18,16 +18,15 @@ import numpy as np
 import pandas as pd
 
 from connectors import CONNECTOR_TYPES, connector_for
-from meterflow.collect import collect_meter
+from meterflow.collect import collect_meters
 from meterflow.fleets import csv_meter, participant_xml
 from meterflow.participants import list_participants, read_configuration
 from meterflow.plan import plan_meters
-from meterflow.report import write_latest_report
 from meterflow.shards import ShardReport
 from meterflow.storage import CONFIG_KEY, LocalStorage
 from meterflow.timeutil import HourWindow
 from meterflow.warehouse import DuckDBWarehouse
-from meterflow.warehouse.loads import aggregate_window, load_window
+from meterflow.warehouse.loads import load_hours
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
 PER_PARTICIPANT = 100
@@ -54,7 +53,8 @@ def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWi
 
 
 def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
-    """Meterflow's domain code with no Prefect: what the dispatch flow orchestrates."""
+    """Meterflow's domain code with no Prefect: what the dispatch flow orchestrates (reports
+    aside: they are rendered at most daily, not per dispatch)."""
     for pid in list_participants(data_root):
         storage = LocalStorage(data_root, pid)
         participant = read_configuration(storage)
@@ -62,15 +62,13 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
             storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type]
         )
         report = ShardReport()
-        for meter_window in planned:
-            meter = participant.meter(meter_window.meter_id)
-            connector = connector_for(meter, pid)
-            report.add(collect_meter(storage, participant, meter, connector, meter_window.window))
+        for result in collect_meters(
+            storage, participant, planned, lambda m, pid=pid: connector_for(m, pid)
+        ):
+            report.add(result)
         if report.changed:
             with DuckDBWarehouse(warehouse) as wh:
-                load_window(wh, storage, participant, report.changed, datetime.now(UTC))
-                aggregate_window(wh, storage, participant, report.changed)
-                write_latest_report(wh, pid, window, data_root / "reports")
+                load_hours(wh, storage, participant, report.changed, datetime.now(UTC))
 
 
 def timed(run: Callable[[], object]) -> float:

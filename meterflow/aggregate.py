@@ -70,6 +70,21 @@ def aggregate_changes(
     return pd.concat(frames, ignore_index=True)
 
 
+def aggregate_rows(participant: Participant, rows: pd.DataFrame) -> pd.DataFrame:
+    """Every property-hour of the stored `rows` (meter_id, data_type, hourly columns) that a
+    main meter reports or is expected for, aggregated."""
+    frames = []
+    mains = {m.id: m.property_id for m in participant.meters if m.role == "main"}
+    for data_type, typed in rows.groupby("data_type", sort=True):
+        property_ids = typed["meter_id"].map(mains)
+        wanted = pd.DataFrame({"property_id": property_ids, "hour_utc": typed["hour_utc"]})
+        wanted = wanted.dropna().drop_duplicates()
+        frames.append(aggregate(participant, data_type, typed, wanted))
+    if not frames:
+        return pd.DataFrame(columns=PROPERTY_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
 def aggregate(
     participant: Participant, data_type: str, rows: pd.DataFrame, wanted: pd.DataFrame
 ) -> pd.DataFrame:

@@ -8,6 +8,8 @@ reports holiday consumption on its own).
 
 from __future__ import annotations
 
+from functools import cache
+
 import holidays
 import pandas as pd
 
@@ -16,6 +18,7 @@ from meterflow.config import Property
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
+@cache
 def public_holidays(country: str, region: str | None, years: range) -> holidays.HolidayBase:
     """Holidays of the country and, where the package knows it, the state or subdivision."""
     try:

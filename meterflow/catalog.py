@@ -29,7 +29,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from meterflow.errors import MeterflowError
 from meterflow.rawlog import PAYLOAD_SCHEMA, RunReader, zipped
+from meterflow.readings import from_arrow
 from meterflow.storage import Storage
 from meterflow.timeutil import HourWindow, merge_windows
 
@@ -38,6 +40,7 @@ INDEX_SCHEMA = pa.schema(
     [f for f in PAYLOAD_SCHEMA if f.name != "data"]
     + [pa.field("run_key", pa.string()), pa.field("row", pa.int64()), pa.field("seq", pa.int64())]
 )
+_NO_PAYLOADS = from_arrow(INDEX_SCHEMA.empty_table())
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Catalog:
     meters: dict[str, MeterState] = field(default_factory=dict)
     sources: dict[str, dict] = field(default_factory=dict)
     runs: list[dict] = field(default_factory=list)
-    payloads: pd.DataFrame = field(default_factory=lambda: INDEX_SCHEMA.empty_table().to_pandas())
+    payloads: pd.DataFrame = field(default_factory=lambda: from_arrow(INDEX_SCHEMA.empty_table()))
     months: list[str] = field(default_factory=list)  # the month files whose payloads are read
     complete: bool = False  # every month's payloads read (for a full re-standardisation)
 
@@ -80,11 +83,18 @@ class Catalog:
     def payloads_of(self, meter_id: str, start=None, end=None) -> pd.DataFrame:
         """A meter's accepted payloads whose data overlaps [start, end) (all if no bounds),
         oldest first: a later one wins where two give the same reading."""
-        p = self.payloads
-        mine = p[(p["meter_id"] == meter_id) & (p["status"] == "accepted")]
-        if start is not None:
+        mine = self._accepted().get(meter_id, _NO_PAYLOADS)
+        if start is not None and not mine.empty:
             mine = mine[(mine["span_start"] < end) & (mine["span_end"] > start)]
-        return mine.sort_values(["seq", "row"])
+        return mine
+
+    def _accepted(self) -> dict[str, pd.DataFrame]:
+        """Accepted payloads by meter, oldest first (split once per index, not per meter)."""
+        if getattr(self, "_split", (None,))[0] is not self.payloads:
+            p = self.payloads
+            accepted = p[p["status"] == "accepted"].sort_values(["seq", "row"])
+            self._split = (self.payloads, dict(tuple(accepted.groupby("meter_id", sort=False))))
+        return self._split[1]
 
 
 def archived(storage: Storage, meter_id: str) -> list[dict]:
@@ -113,6 +123,12 @@ def read_catalog(storage: Storage, everything: bool = False) -> Catalog:
     keys = storage.list(PREFIX)
     catalog = Catalog()
     if not keys:
+        if storage.list("ledger/"):  # the per-meter layout: its data would look absent
+            raise MeterflowError(
+                f"participant {storage.participant_id}: its storage is in the per-meter layout "
+                "of Meterflow before 0.2; convert it with `meterflow migrate-storage "
+                f"--participant {storage.participant_id}`"
+            )
         catalog.complete = True
         return catalog
     members = _members(storage, keys[-1])
@@ -165,7 +181,7 @@ def _members(storage: Storage, key: str) -> dict[str, bytes]:
 
 
 def _index(members: dict[str, bytes]) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(members["payloads.parquet"])).to_pandas()
+    return from_arrow(pq.read_table(io.BytesIO(members["payloads.parquet"])))
 
 
 def _index_bytes(rows: pd.DataFrame) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -137,6 +138,11 @@ class MrvJob(Frozen):
         return f"mrv-{self.interval}-{self.start:%Y%m%d}"
 
 
+# Plausibility overrides: left out of a meter's fingerprint while unset, so that meters
+# configured before they existed keep their fingerprint.
+BOUNDS = ("rated_kw", "bidirectional", "min_value", "max_value")
+
+
 class Meter(Frozen):
     id: str
     property_id: str
@@ -167,11 +173,12 @@ class Meter(Frozen):
         """The standard unit of this meter's hourly readings."""
         return STANDARD_UNIT[self.data_type]
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Hash of how the meter is read: changes exactly when its settings change (its MRV jobs
         do not change how its hours are made, so they are left out)."""
-        settings = self.model_dump_json(exclude={"jobs"})
+        unset = {name for name in BOUNDS if getattr(self, name) is None}  # as before they were
+        settings = self.model_dump_json(exclude={"jobs", *unset})
         return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 

@@ -8,6 +8,7 @@ revision is published as a new edition, which the carbon views then prefer.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +22,13 @@ KEY = ["country", "region", "valid_from", "edition"]
 def read_factors(configs: Path | None = None) -> pd.DataFrame:
     configs = configs or CONFIGS
     paths = [configs / "emission_factors.csv", *sorted(configs.glob("emission_factors.d/*.csv"))]
-    frame = pd.concat([pd.read_csv(p, dtype={"edition": str}) for p in paths], ignore_index=True)
+    return _read(tuple((p, p.stat().st_mtime_ns) for p in paths)).copy()
+
+
+@cache
+def _read(files: tuple[tuple[Path, int], ...]) -> pd.DataFrame:
+    """The factor files' rows, read once per version of the files (every load asks)."""
+    frame = pd.concat([pd.read_csv(p, dtype={"edition": str}) for p, _ in files], ignore_index=True)
     for column in ("valid_from", "valid_to"):
         frame[column] = pd.to_datetime(frame[column]).dt.date
     clashes = frame[frame.duplicated(KEY, keep=False)].drop_duplicates([*KEY, "scope2_kg_per_kwh"])

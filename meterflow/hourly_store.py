@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meterflow.config import Meter
-from meterflow.readings import HOURLY_COLUMNS, empty_hourly
+from meterflow.readings import HOURLY_COLUMNS, empty_hourly, from_arrow
 from meterflow.storage import Storage
 
 PROVENANCE_COLUMNS = ["fetch", "made_with"]
 DAY_COLUMNS = ["meter_id", *HOURLY_COLUMNS, *PROVENANCE_COLUMNS]
-SCHEMA = pa.schema(
+DAY_SCHEMA = pa.schema(
     [
         ("meter_id", pa.string()),
         ("hour_utc", pa.timestamp("us", tz="UTC")),
@@ -43,7 +43,7 @@ def day_key(data_type: str, day: str) -> str:
 
 
 def empty_day() -> pd.DataFrame:
-    return SCHEMA.empty_table().to_pandas()
+    return from_arrow(DAY_SCHEMA.empty_table())
 
 
 def read_day(storage: Storage, data_type: str, day: str) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def read_day(storage: Storage, data_type: str, day: str) -> pd.DataFrame:
     key = day_key(data_type, day)
     if not storage.exists(key):
         return empty_day()
-    return pq.read_table(io.BytesIO(storage.read(key))).to_pandas()
+    return from_arrow(pq.read_table(io.BytesIO(storage.read(key))))
 
 
 def read_days(storage: Storage, data_type: str, days: list[str]) -> pd.DataFrame:
@@ -75,7 +75,9 @@ def read_ledger(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame
 
 def write_day(storage: Storage, data_type: str, day: str, rows: pd.DataFrame) -> None:
     table = pa.Table.from_pandas(
-        rows[DAY_COLUMNS].sort_values(["meter_id", "hour_utc"]), schema=SCHEMA, preserve_index=False
+        rows[DAY_COLUMNS].sort_values(["meter_id", "hour_utc"]),
+        schema=DAY_SCHEMA,
+        preserve_index=False,
     )
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
@@ -90,6 +92,9 @@ def upsert_day(
     changed = changed_rows(existing, fresh)
     if changed.empty:
         return changed
+    if existing.empty:
+        write_day(storage, data_type, day, changed)
+        return changed
     key = ["meter_id", "hour_utc"]
     kept = existing.merge(changed[key], on=key, how="left", indicator=True)
     kept = kept[kept["_merge"] == "left_only"].drop(columns="_merge")
@@ -100,6 +105,8 @@ def upsert_day(
 def changed_rows(existing: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
     """The rows of `fresh` that are new or differ from `existing` in value, unit, quality or
     coverage (rows are keyed by meter and hour)."""
+    if existing.empty:
+        return fresh.reset_index(drop=True)
     key = ["meter_id", "hour_utc"]
     both = fresh.merge(existing, on=key, how="left", suffixes=("", "_old"), indicator=True)
     new = both["_merge"] == "left_only"

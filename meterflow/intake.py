@@ -1,4 +1,4 @@
-"""Intake of one fetched payload: refuse, parse, check, keep only new records, or quarantine.
+"""Intake of fetched payloads: refuse, parse, keep only new records, or quarantine.
 
 Everything wrong with a payload becomes a `SourceDataError` here, whatever raised it, so that
 one bad file or response never stops the other payloads of its meter: it is archived as
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any, Protocol
 
 from meterflow.catalog import Catalog
 from meterflow.config import Meter
 from meterflow.errors import SourceDataError
-from meterflow.plausibility import check_readings
 from meterflow.rawlog import Payload, RunReader, safe_name
 from meterflow.readings import SourceReadings
 from meterflow.storage import Storage
@@ -36,22 +34,20 @@ class RecordConnector(Protocol):
         """What a record is about (e.g. its interval), whatever its values."""
 
 
-@dataclass(frozen=True)
-class Accepted:
-    payload: Payload  # as archived: only the records the raw log did not hold
-    readings: SourceReadings
-    records_fetched: int | None = None
-
-
-def accept(
-    reader: RunReader, catalog: Catalog, connector, payload: Payload, meter: Meter, now: datetime
-) -> Accepted | None:
-    """The payload's readings, checked and cut down to what is new; None if the raw log holds
-    every record already. Raises SourceDataError for anything that cannot be accepted."""
-    readings = read_payload(connector, payload, meter)
-    check_readings(readings, meter, now)
+def new_records(
+    reader: RunReader,
+    catalog: Catalog,
+    connector,
+    payload: Payload,
+    readings: SourceReadings,
+    meter: Meter,
+) -> tuple[Payload, SourceReadings, int | None] | None:
+    """The payload cut down to the source records the raw log does not hold yet (a record is
+    new if no archived record has its key or the latest archived one differs), its readings,
+    and how many records the source returned; None if the log holds every one already. A
+    payload of a connector without records is kept whole."""
     if not hasattr(connector, "split_records"):
-        return Accepted(payload, readings)
+        return payload, readings, None
     envelope, records = connector.split_records(payload.data)
     span = readings.span()
     archived = catalog.payloads_of(meter.id, *span) if span else catalog.payloads_of(meter.id)[:0]
@@ -65,7 +61,7 @@ def accept(
     if len(fresh) < len(records):
         payload = replace(payload, data=connector.join_records(envelope, fresh))
         readings = read_payload(connector, payload, meter)
-    return Accepted(payload, readings, len(records))
+    return payload, readings, len(records)
 
 
 def read_payload(connector, payload: Payload, meter: Meter) -> SourceReadings:

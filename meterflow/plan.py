@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
+from meterflow.batch import Days
 from meterflow.catalog import Catalog, read_catalog
-from meterflow.collect import Connector, Days, MeterWindow, is_complete
+from meterflow.collect import Connector, MeterWindow
 from meterflow.config import Meter, Participant
 from meterflow.storage import Storage
 from meterflow.timeutil import HOUR, HourWindow
@@ -29,17 +32,20 @@ def plan_meters(
     """
     catalog = catalog or read_catalog(storage)
     days = Days(storage)
+    hours = window.hours()
+    hours_ns = hours.asi8 if hours.unit == "ns" else hours.as_unit("ns").asi8
     planned = []
     for meter in participant.meters:
         connector = connector_type(meter)
-        stored = days.meter_hours(meter, window.start, window.end)
-        pending = window.hours().difference(stored.loc[is_complete(stored), "hour_utc"])
+        due = ~np.isin(hours_ns, days.complete(meter, window.start, window.end))
         state = catalog.meters.get(meter.id)
-        if state is not None:
-            pending = pending.difference(state.settled_hours(window))
+        if state is not None and state.settled and due.any():
+            due &= ~hours.isin(state.settled_hours(window))
+        pending = int(due.sum())
         if connector.polls:
-            planned.append(MeterWindow(meter.id, window, len(pending)))
-        elif len(pending):
-            span = HourWindow(pending[0].to_pydatetime(), pending[-1].to_pydatetime() + HOUR)
-            planned.append(MeterWindow(meter.id, span, len(pending)))
+            planned.append(MeterWindow(meter.id, window, pending))
+        elif pending:
+            first, last = hours[np.argmax(due)], hours[len(due) - 1 - np.argmax(due[::-1])]
+            span = HourWindow(first.to_pydatetime(), last.to_pydatetime() + HOUR)
+            planned.append(MeterWindow(meter.id, span, pending))
     return planned

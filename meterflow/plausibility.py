@@ -23,7 +23,7 @@ import pandas as pd
 
 from meterflow.config import Meter
 from meterflow.errors import SourceDataError
-from meterflow.readings import SourceReadings
+from meterflow.readings import SourceReadings, nanoseconds
 from meterflow.units import STANDARD_UNIT, quantity, to_standard
 
 FUTURE_TOLERANCE = timedelta(hours=1)
@@ -71,67 +71,113 @@ def limits_of(meter: Meter) -> Limits:
 def check_readings(readings: SourceReadings, meter: Meter, now: datetime) -> None:
     """Raise SourceDataError naming the first implausible reading (its line where known).
     Forecast data types may lie ahead by their horizon; the others by FUTURE_TOLERANCE."""
-    frame = readings.frame
+    (error,) = check_many([readings], [meter], now)
+    if error is not None:
+        raise error
+
+
+def check_many(
+    readings: list[SourceReadings], meters: list[Meter], now: datetime
+) -> list[SourceDataError | None]:
+    """check_readings of many payloads (the readings of `meters[i]` in `readings[i]`): the
+    error of each, or None."""
+    errors: list[SourceDataError | None] = [None] * len(readings)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(readings):
+        if len(r):
+            groups.setdefault((r.kind, r.unit), []).append(i)
+    for (kind, unit), members in groups.items():
+        frame = pd.concat(
+            [readings[i].frame.assign(payload=n) for n, i in enumerate(members)], ignore_index=True
+        )
+        found = check_batch(kind, unit, frame, [meters[i] for i in members], now)
+        for n, error in found.items():
+            errors[members[n]] = error
+    return errors
+
+
+def check_batch(
+    kind: str, unit: str, frame: pd.DataFrame, meters: list[Meter], now: datetime
+) -> dict[int, SourceDataError]:
+    """The first implausible reading of each payload in one vectorised pass: `frame` holds the
+    readings of many payloads of one kind and unit, a `payload` column numbering them, and
+    `meters[n]` is payload n's meter. Payload number -> its error."""
+    errors: dict[int, SourceDataError] = {}
     if frame.empty:
-        return
-    limits = limits_of(meter)
+        return errors
+    _check_group(kind, unit, frame, meters, now, errors)
+    return errors
+
+
+def _check_group(kind, unit, frame, meters, now, errors) -> None:
+    payload = frame["payload"].to_numpy()
+    limits = [limits_of(m) for m in meters]
+    low = np.array([lim.low for lim in limits])[payload]
+    high = np.array([lim.high for lim in limits])[payload]
+    latest = np.array([(pd.Timestamp(now) + lim.horizon).value for lim in limits])[payload]
     times = frame[next(c for c in ("start", "hour_utc", "time") if c in frame)]
     values = frame["value"].to_numpy(dtype="float64")
     present = ~np.isnan(values)
     if "quality" in frame:
         present &= (frame["quality"] != "missing").to_numpy()
-    latest = pd.Timestamp(now) + limits.horizon
-    if (found := _first(present & (times > latest).to_numpy())) is not None:
-        raise _error(
-            frame,
-            times,
-            found,
-            f"is later than now plus {_span(limits.horizon)} ({latest:%Y-%m-%dT%H:%MZ}): no "
-            f"meter can have measured it yet (is the source's clock or time zone right?)",
-            readings.unit,
-        )
-    if (found := _first(np.isinf(values))) is not None:
-        raise _error(frame, times, found, "is not a finite number", readings.unit)
-    standard = to_standard(values, readings.unit)
-    if readings.kind == "cumulative":
-        bad = present & ((standard < 0) | (standard > REGISTER_MAX_KWH))
-        if (found := _first(bad)) is not None:
-            raise _error(
-                frame,
-                times,
-                found,
-                f"is not a register reading (a register counts from 0 up to at most "
-                f"{REGISTER_MAX_KWH:g} kWh)",
-                readings.unit,
+    standard = to_standard(values, unit)
+    rules = [
+        (
+            present & (nanoseconds(times) > latest),
+            lambda n: (
+                f"is later than now plus {_span(limits[n].horizon)} "
+                f"({pd.Timestamp(now) + limits[n].horizon:%Y-%m-%dT%H:%MZ}): no meter can have "
+                "measured it yet (is the source's clock or time zone right?)"
+            ),
+        ),
+        (np.isinf(values), lambda n: "is not a finite number"),
+    ]
+    if kind == "cumulative":
+        rules.append(
+            (
+                present & ((standard < 0) | (standard > REGISTER_MAX_KWH)),
+                lambda n: (
+                    "is not a register reading (a register counts from 0 up to at most "
+                    f"{REGISTER_MAX_KWH:g} kWh)"
+                ),
             )
-        return
-    energy = meter.data_type in ENERGY_TYPES
-    per_interval = _is_energy(readings) and readings.kind in ("interval", "hourly")
-    level = _average_kw(frame, standard, readings.kind) if per_interval else standard
-    unit = "kW" if energy else STANDARD_UNIT[meter.data_type]
-    if (found := _first(present & (level < limits.low))) is not None:
-        hint = ' (a meter that exports says bidirectional="true")' if energy else ""
-        raise _error(
-            frame,
-            times,
-            found,
-            f"is below {limits.low:g} {unit}, the lowest a {meter.data_type} meter reads{hint}",
-            readings.unit,
         )
-    if (found := _first(present & (level > limits.high))) is not None:
-        setting = "ratedKw" if energy else "minValue and maxValue"
-        raise _error(
-            frame,
-            times,
-            found,
-            f"is above {limits.high:g} {unit}, the most this {meter.data_type} meter can read "
-            f"(set {setting} on the meter if the value is real)",
-            readings.unit,
-        )
+    else:
+        per_interval = quantity(unit) == "energy" and kind in ("interval", "hourly")
+        level = _average_kw(frame, standard, kind) if per_interval else standard
+        energy = np.array([m.data_type in ENERGY_TYPES for m in meters])
+        unit_of = [
+            "kW" if m.data_type in ENERGY_TYPES else STANDARD_UNIT[m.data_type] for m in meters
+        ]
 
+        def below(n: int) -> str:
+            m = meters[n]
+            hint = ' (a meter that exports says bidirectional="true")' if energy[n] else ""
+            return (
+                f"is below {limits[n].low:g} {unit_of[n]}, the lowest a {m.data_type} meter "
+                f"reads{hint}"
+            )
 
-def _is_energy(readings: SourceReadings) -> bool:
-    return quantity(readings.unit) == "energy"
+        def above(n: int) -> str:
+            m = meters[n]
+            setting = "ratedKw" if energy[n] else "minValue and maxValue"
+            return (
+                f"is above {limits[n].high:g} {unit_of[n]}, the most this {m.data_type} meter "
+                f"can read (set {setting} on the meter if the value is real)"
+            )
+
+        rules += [(present & (level < low), below), (present & (level > high), above)]
+    failed = np.zeros(len(meters), dtype=bool)
+    for bad, message in rules:
+        bad = bad & ~failed[payload]
+        if not bad.any():
+            continue
+        rows = np.flatnonzero(bad)
+        first = rows[np.unique(payload[rows], return_index=True)[1]]
+        for row in first:
+            n = payload[row]
+            errors[int(n)] = _error(frame, times, row, message(n), unit)
+            failed[n] = True
 
 
 def _average_kw(frame: pd.DataFrame, kwh: np.ndarray, kind: str) -> np.ndarray:
@@ -141,10 +187,6 @@ def _average_kw(frame: pd.DataFrame, kwh: np.ndarray, kind: str) -> np.ndarray:
     hours = (frame["end"] - frame["start"]).dt.total_seconds().to_numpy() / 3600
     with np.errstate(over="ignore"):  # 1e308 kWh in 5 minutes is inf kW: refused below
         return np.divide(kwh, hours, out=kwh.copy(), where=hours > 0)
-
-
-def _first(bad: np.ndarray) -> int | None:
-    return int(np.argmax(bad)) if bad.any() else None
 
 
 def _error(

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from meterflow.readings import from_arrow
 from meterflow.storage import Entry, Storage
 
 PREFIX = "raw/"
@@ -142,10 +143,13 @@ class RunFile:
         return self.payloads.column("data")[row].as_py()
 
 
-def read_run(storage: Storage, key: str) -> RunFile:
+def read_run(storage: Storage, key: str, data: bool = True) -> RunFile:
+    """A run object; without the payloads' bytes if `data` is False (merging needs only their
+    metadata)."""
+    columns = None if data else [f.name for f in PAYLOAD_SCHEMA if f.name != "data"]
     with zipfile.ZipFile(io.BytesIO(storage.read(key))) as archive:
-        payloads = pq.read_table(io.BytesIO(archive.read("payloads.parquet")))
-        hours = pq.read_table(io.BytesIO(archive.read("hours.parquet"))).to_pandas()
+        payloads = pq.read_table(io.BytesIO(archive.read("payloads.parquet")), columns=columns)
+        hours = from_arrow(pq.read_table(io.BytesIO(archive.read("hours.parquet"))))
         manifest = json.loads(archive.read("manifest.json"))
     return RunFile(key, payloads, hours, manifest)
 

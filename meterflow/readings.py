@@ -15,7 +15,7 @@ Standardised hourly readings, one row per meter-hour (the columns every later st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -78,6 +78,21 @@ def first_out_of_range(times: pd.Series) -> object | None:
     """The index label of the first time outside EARLIEST..LATEST (None if all are inside)."""
     bad = (times < EARLIEST) | (times >= LATEST)
     return bad.idxmax() if bad.any() else None
+
+
+def from_arrow(table) -> pd.DataFrame:
+    """A pyarrow table as a data frame whose UTC times carry the same zone object as pandas' own
+    (`utc=True`): pandas concatenates times of two UTC objects into an object column."""
+    frame = table.to_pandas()
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = frame[column].dt.tz_convert(UTC)
+    return frame
+
+
+def nanoseconds(times: pd.Series) -> np.ndarray:
+    """UTC times as int64 nanoseconds since the epoch, for vectorised arithmetic."""
+    return times.dt.tz_convert("UTC").dt.as_unit("ns").dt.tz_localize(None).to_numpy().view("int64")
 
 
 def empty_hourly() -> pd.DataFrame:

@@ -8,20 +8,27 @@
 - Instantaneous values are integrated over time (trapezoids, hour boundaries interpolated):
   the hourly value is the time-weighted mean, or, for power feeding energy, the kWh.
 - Duplicated timestamps keep the last reading given; rows may arrive in any order.
+
+Interval and hourly readings of many meters are standardised in one vectorised pass (a `meter`
+column keeps them apart); registers and samples, whose settings differ per meter, meter by meter.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from meterflow.readings import (
+    HOURLY_COLUMNS,
     QUALITY_RANK,
     SourceReadings,
     empty_hourly,
+    nanoseconds,
     worst_quality,
 )
-from meterflow.units import STANDARD_UNIT, quantity, to_standard
+from meterflow.units import STANDARD_UNIT, quantity, standard_unit, to_standard
 
 HOUR_NS = 3_600_000_000_000
 DIP_TOLERANCE = 0.9
@@ -34,38 +41,60 @@ def standardise(
     register_max: float | None = None,
     max_gap_minutes: int | None = None,
 ) -> pd.DataFrame:
-    """Hourly readings in the data type's standard unit from any kind of source readings."""
-    unit = STANDARD_UNIT[data_type]
+    """Hourly readings in the data type's standard unit from one meter's source readings."""
     if len(readings) == 0:
         return empty_hourly()
-    frame = readings.frame.copy()
-    frame["value"] = to_standard(frame["value"].to_numpy(), readings.unit)
-    if readings.kind == "interval":
-        hourly = _intervals_to_hours(frame)
-    elif readings.kind == "cumulative":
-        max_gap = None if max_gap_minutes is None else max_gap_minutes * 60_000_000_000
-        if register_max is not None:
-            register_max = float(to_standard(np.array([register_max]), readings.unit)[0])
-        hourly = _intervals_to_hours(_register_to_intervals(frame, register_max, max_gap))
-    elif readings.kind == "instantaneous":
-        max_gap = None if max_gap_minutes is None else max_gap_minutes * 60_000_000_000
-        integrate = quantity(readings.unit) == "power"
-        hourly = _samples_to_hours(frame, max_gap, integrate)
-    else:
-        hourly = _hourly_passthrough(frame)
-    hourly["unit"] = unit
-    return hourly[["hour_utc", "value", "unit", "quality", "coverage"]].reset_index(drop=True)
-
-
-def _ns(column: pd.Series) -> np.ndarray:
-    return (
-        column.dt.tz_convert("UTC").dt.as_unit("ns").dt.tz_localize(None).to_numpy().view("int64")
+    frame = readings.frame.assign(
+        value=to_standard(readings.frame["value"].to_numpy(), readings.unit), meter=0
     )
+    if register_max is not None:
+        register_max = float(to_standard(np.array([register_max]), readings.unit)[0])
+    settings = {0: MeterSettings(data_type, register_max, max_gap_minutes)}
+    hourly = standardise_meters(readings.kind, standard_unit(readings.unit), frame, settings)
+    return hourly.drop(columns="meter")
 
 
-def _hour_frame(hours_ns, values, covered_ns, quality_rank) -> pd.DataFrame:
+@dataclass(frozen=True)
+class MeterSettings:
+    """What standardising a meter's readings needs besides the readings."""
+
+    data_type: str
+    register_max: float | None = None  # in the standard unit
+    max_gap_minutes: int | None = None
+
+
+def standardise_meters(kind: str, unit: str, frame: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """Hourly readings of many meters from their readings of one `kind`, values already in the
+    standard `unit`; `frame` has a `meter` column (rows in the order given: later ones win) and
+    `settings` maps each meter to its MeterSettings. Columns: meter, hour_utc, value, unit,
+    quality, coverage."""
+    if frame.empty:
+        return empty_hourly().assign(meter=pd.Series([], dtype=frame["meter"].dtype))
+    if kind == "interval":
+        hourly = _intervals_to_hours(frame)
+    elif kind == "hourly":
+        hourly = _hourly_passthrough(frame)
+    else:
+        parts = []
+        for meter, rows in frame.groupby("meter", sort=False):
+            s = settings[meter]
+            max_gap = None if s.max_gap_minutes is None else s.max_gap_minutes * 60_000_000_000
+            if kind == "cumulative":
+                hours = _intervals_to_hours(_register_to_intervals(rows, s.register_max, max_gap))
+            else:
+                hours = _samples_to_hours(rows, max_gap, quantity(unit) == "power")
+            parts.append(hours.assign(meter=meter))
+        hourly = pd.concat(parts, ignore_index=True)
+    hourly["unit"] = hourly["meter"].map(
+        {m: STANDARD_UNIT[s.data_type] for m, s in settings.items()}
+    )
+    return hourly[["meter", *HOURLY_COLUMNS]].reset_index(drop=True)
+
+
+def _hour_frame(meters, hours_ns, values, covered_ns, quality_rank) -> pd.DataFrame:
     return pd.DataFrame(
         {
+            "meter": meters,
             "hour_utc": pd.to_datetime(hours_ns, utc=True),
             "value": values,
             "quality": worst_quality(quality_rank),
@@ -75,27 +104,29 @@ def _hour_frame(hours_ns, values, covered_ns, quality_rank) -> pd.DataFrame:
 
 
 def _dedupe(frame: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Keep the last reading given for each timestamp, then sort by time."""
+    """Keep the last reading given for each meter and timestamp, then sort by meter and time."""
     frame = frame.assign(_order=np.arange(len(frame)))
-    frame = frame.drop_duplicates(subset=[key], keep="last")
-    return frame.sort_values([key, "_order"]).drop(columns="_order")
+    frame = frame.drop_duplicates(subset=["meter", key], keep="last")
+    return frame.sort_values(["meter", key, "_order"]).drop(columns="_order")
 
 
 def _intervals_to_hours(frame: pd.DataFrame) -> pd.DataFrame:
     """Apportion interval energy to hours by overlap: E_h = sum E_i * overlap(i, h) / len(i)."""
     frame = _dedupe(frame, "start")
-    start, end = _ns(frame["start"]), _ns(frame["end"])
-    # A later interval overlapping an earlier one would count the same time twice: drop it.
-    reach = np.maximum.accumulate(end)
+    start, end = nanoseconds(frame["start"]), nanoseconds(frame["end"])
+    codes, meters = pd.factorize(frame["meter"], sort=False)
+    # A later interval overlapping an earlier one of the same meter would count the same time
+    # twice: drop it.
+    reach = pd.Series(end).groupby(codes).cummax().to_numpy()
     keep = np.ones(len(start), dtype=bool)
-    keep[1:] = start[1:] >= reach[:-1]
-    start, end = start[keep], end[keep]
+    keep[1:] = (start[1:] >= reach[:-1]) | (codes[1:] != codes[:-1])
+    start, end, codes = start[keep], end[keep], codes[keep]
     value = frame["value"].to_numpy()[keep]
-    rank = frame["quality"].map(QUALITY_RANK).to_numpy()[keep]
+    rank = _ranks(frame["quality"])[keep]
     valid = end > start
-    start, end, value, rank = start[valid], end[valid], value[valid], rank[valid]
+    start, end, value, rank, codes = (a[valid] for a in (start, end, value, rank, codes))
     if len(start) == 0:
-        return empty_hourly()
+        return empty_hourly().assign(meter=meters[:0])
 
     first = start // HOUR_NS
     touched = (end - 1) // HOUR_NS - first + 1
@@ -106,19 +137,25 @@ def _intervals_to_hours(frame: pd.DataFrame) -> pd.DataFrame:
     share = value[row] * overlap / (end - start)[row]
     # Missing intervals say the hour was not covered; they add neither energy nor coverage.
     counted = rank[row] != QUALITY_RANK["missing"]
-    parts = pd.DataFrame(
-        {
-            "hour": hour,
-            "value": np.where(counted & ~np.isnan(share), share, 0.0),
-            "covered": np.where(counted, overlap, 0),
-            "rank": rank[row],
-        }
+    meter = codes[row]
+    # Rows run by meter, then time, so each (meter, hour) is one run of rows: reduce the runs.
+    begins = np.flatnonzero(np.r_[True, (meter[1:] != meter[:-1]) | (hour[1:] != hour[:-1])])
+    energy = np.add.reduceat(np.where(counted & ~np.isnan(share), share, 0.0), begins)
+    covered = np.add.reduceat(np.where(counted, overlap, 0), begins)
+    worst = np.maximum.reduceat(rank[row], begins)
+    return _hour_frame(
+        meters[meter[begins]],
+        hour[begins],
+        np.where(covered > 0, energy, np.nan),
+        covered,
+        worst,
     )
-    hours = parts.groupby("hour", sort=True).agg(
-        value=("value", "sum"), covered=("covered", "sum"), rank=("rank", "max")
-    )
-    value = np.where(hours["covered"] > 0, hours["value"], np.nan)
-    return _hour_frame(hours.index.to_numpy(), value, hours["covered"].to_numpy(), hours["rank"])
+
+
+def _ranks(quality: pd.Series) -> np.ndarray:
+    """Quality names as ranks, looked up once per distinct name."""
+    codes, names = pd.factorize(quality)
+    return np.array([QUALITY_RANK[n] for n in names], dtype="int64")[codes]
 
 
 def _register_to_intervals(
@@ -126,10 +163,13 @@ def _register_to_intervals(
 ) -> pd.DataFrame:
     """Difference register readings into interval energy (see the module docstring)."""
     frame = _dedupe(frame, "time").dropna(subset=["value"])
-    times, readings = _ns(frame["time"]), frame["value"].to_numpy(dtype="float64")
+    times, readings = nanoseconds(frame["time"]), frame["value"].to_numpy(dtype="float64")
+    meter = frame["meter"].iloc[0]
     if len(times) < 2:  # one reading is no energy yet: the next one differences against it
         none = pd.to_datetime(times[:0], utc=True)
-        return pd.DataFrame({"start": none, "end": none, "value": [], "quality": []})
+        return pd.DataFrame(
+            {"meter": meter, "start": none, "end": none, "value": [], "quality": []}
+        )
     steps = np.diff(times)
     gap = max_gap if max_gap is not None else int(np.median(steps) * 1.5)
     delta = np.empty(len(steps))
@@ -148,6 +188,7 @@ def _register_to_intervals(
             estimated[i] = True
     return pd.DataFrame(
         {
+            "meter": meter,
             "start": pd.to_datetime(times[:-1], utc=True),
             "end": pd.to_datetime(times[1:], utc=True),
             "value": delta,
@@ -159,9 +200,9 @@ def _register_to_intervals(
 def _samples_to_hours(frame: pd.DataFrame, max_gap: int | None, integrate: bool) -> pd.DataFrame:
     """Time-weighted hourly means (or integrals) of instantaneous samples."""
     frame = _dedupe(frame, "time").dropna(subset=["value"])
-    times, values = _ns(frame["time"]), frame["value"].to_numpy(dtype="float64")
+    times, values = nanoseconds(frame["time"]), frame["value"].to_numpy(dtype="float64")
     if len(times) < 2:
-        return empty_hourly()
+        return empty_hourly().assign(meter=frame["meter"].iloc[:0])
     steps = np.diff(times)
     gap = max_gap if max_gap is not None else int(np.median(steps) * 2)
     # Add the hour boundaries inside the sampled span so that no segment crosses an hour.
@@ -182,13 +223,14 @@ def _samples_to_hours(frame: pd.DataFrame, max_gap: int | None, integrate: bool)
     mean = hours["a"].to_numpy() / covered_ns
     value = mean * covered_ns / HOUR_NS if integrate else mean
     rank = np.zeros(len(hours), dtype=int)
-    return _hour_frame(hours.index.to_numpy(), value, covered_ns, rank)
+    return _hour_frame(frame["meter"].iloc[0], hours.index.to_numpy(), value, covered_ns, rank)
 
 
 def _hourly_passthrough(frame: pd.DataFrame) -> pd.DataFrame:
     """Already-hourly readings: last one per hour wins, as for every other kind."""
     frame = _dedupe(frame, "hour_utc")
-    hours = _ns(frame["hour_utc"])
+    hours = nanoseconds(frame["hour_utc"])
     covered = (frame["coverage"].to_numpy(dtype="float64") * HOUR_NS).astype("int64")
     rank = frame["quality"].map(QUALITY_RANK).to_numpy()
-    return _hour_frame(hours, frame["value"].to_numpy(dtype="float64"), covered, rank)
+    values = frame["value"].to_numpy(dtype="float64")
+    return _hour_frame(frame["meter"].to_numpy(), hours, values, covered, rank)

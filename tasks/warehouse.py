@@ -50,8 +50,7 @@ def load_changes(data_root: str, warehouse: str, participant: Participant) -> li
         pending = loads.unloaded_runs(wh, participant.id, catalog.runs)
         spans = [c for span in loads.changed_spans(pending) for c in chunks(span, 7)]
         for span in spans:
-            loads.load_window(wh, storage, participant, span, datetime.now(UTC))
-            loads.aggregate_window(wh, storage, participant, span)
+            loads.load_hours(wh, storage, participant, span, datetime.now(UTC))
         loads.record_loads(wh, participant.id, pending)
     return spans
 

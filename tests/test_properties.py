@@ -8,10 +8,11 @@ import contextlib
 import json
 from datetime import UTC, datetime
 
+import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.csv import parse_csv
+from connectors.csv import parse_csv, parse_csv_files
 from connectors.push import parse_push
 from meterflow.collect import standardise_meter
 from meterflow.config import CsvFormat, Meter, PushSettings
@@ -232,3 +233,30 @@ def mutated_xml(draw) -> bytes:
 def test_the_xml_loader_raises_only_config_errors(document):
     with contextlib.suppress(MeterflowError):
         load_participant(document, "fuzz.xml")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    settings_=csv_formats,
+    files=st.lists(
+        st.lists(st.tuples(csv_stamps, numbers), max_size=6).map(
+            lambda rows: csv_text(["timestamp", "value"], [list(r) for r in rows])
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_csv_files_parsed_together_read_as_each_alone(settings_, files):
+    """The vectorised pass over many files gives every file what it gives that file alone."""
+    together = parse_csv_files(files, settings_)
+    alone = parse_csv_files_one_by_one(files, settings_)
+    for a, b in zip(together, alone, strict=True):
+        assert type(a) is type(b)
+        if isinstance(a, MeterflowError):
+            assert (str(a), a.line) == (str(b), b.line)
+        else:
+            pd.testing.assert_frame_equal(a.frame, b.frame)
+
+
+def parse_csv_files_one_by_one(files, settings_):
+    return [parse_csv_files([f], settings_)[0] for f in files]
