@@ -31,6 +31,9 @@ class S3Storage:
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"{self.participant_id}: no object {key}") from None
 
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{check_key(key)}"
+
     def write(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data)
 
@@ -83,6 +86,9 @@ class GcsStorage:
             return self.bucket.blob(check_key(key)).download_as_bytes()
         except NotFound:
             raise FileNotFoundError(f"{self.participant_id}: no object {key}") from None
+
+    def uri(self, key: str) -> str:
+        return f"gs://{self.bucket.name}/{check_key(key)}"
 
     def write(self, key: str, data: bytes) -> None:
         self.bucket.blob(check_key(key)).upload_from_string(data)

@@ -55,6 +55,10 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def uri(self, key: str) -> str:
+        """Where the object is for a reader other than this class: a warehouse loading stored
+        files (a local path, `gs://..` or `s3://..`)."""
+
     def scan(self, prefix: str) -> list[Entry]:
         """Everything under `prefix` as found, bad names and links included, sorted by name."""
 
@@ -83,6 +87,9 @@ class LocalStorage:
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)

@@ -22,15 +22,19 @@ from google.cloud import storage
 from emulators.bigquery import BigQueryEmulator
 from meterflow import demo_data, report
 from meterflow.cloud_storage import GcsStorage
+from meterflow.hourly_store import DAY_SCHEMA, day_key, empty_day, upsert_day
 from meterflow.participant_xml import load_participant
+from meterflow.storage import LocalStorage
 from meterflow.timeutil import HourWindow
 from meterflow.units import STANDARD_UNIT
 from meterflow.warehouse import DuckDBWarehouse
+from meterflow.warehouse.backend import StoredRows
 from meterflow.warehouse.bigquery import BigQueryWarehouse
 from meterflow.warehouse.loads import (
     load_calendar,
     load_configuration,
     load_emission_factors,
+    load_hours,
     load_meter_hours,
     load_property_hours,
 )
@@ -105,7 +109,8 @@ def test_prepare_creates_every_table_and_view_and_can_run_again(bigquery):
     wh = new_warehouse(bigquery)
     wh.prepare()
     found = {t.table_id: t.table_type for t in wh.client.list_tables(wh.dataset)}
-    assert found == {**dict.fromkeys(TABLES, "TABLE"), **{name: "VIEW" for name, _ in VIEWS}}
+    tables = dict.fromkeys([*TABLES, "meterflow_schema"], "TABLE")  # and the schema's version
+    assert found == {**tables, **{name: "VIEW" for name, _ in VIEWS}}
     fields = wh.client.get_table(wh.table_id("fact_meter_hourly")).schema
     assert [(f.name, f.field_type, f.mode) for f in fields][2:5] == [
         ("data_type", "STRING", "REQUIRED"),
@@ -297,3 +302,69 @@ def test_date_and_timestamp_parameters_keep_their_types(both):
         True,
         "kWh",
     ]
+
+
+def stored_days(storage, participant) -> None:
+    """Two UTC days of energy hours for two meters in the participant's storage, plus a meter
+    the configuration no longer has."""
+    hours = pd.date_range("2026-04-03T00:00Z", periods=48, freq="h")
+    for day, part in (("2026-04-03", hours[:24]), ("2026-04-04", hours[24:])):
+        rows = pd.concat(
+            pd.DataFrame(
+                {
+                    "meter_id": meter,
+                    "hour_utc": part,
+                    "value": np.arange(24.0) * scale,
+                    "unit": "kWh",
+                    "quality": "measured",
+                    "coverage": 1.0,
+                    "fetch": "run-1",
+                    "made_with": "v1",
+                }
+            )
+            for meter, scale in (("syd-hq-main", 1.0), ("bne-general", 2.0), ("gone", 9.0))
+        )
+        upsert_day(storage, "energy", day, rows, empty_day())
+
+
+def test_a_load_from_the_bucket_takes_the_day_files_by_load_job_as_duckdb_reads_them(
+    bigquery, gcs, tmp_path
+):
+    client = storage.Client(
+        project="test-project",
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=gcs[0]),
+    )
+    client.create_bucket("acme-hours")
+    participant = load_participant(demo_data.EXAMPLES / "acme.xml")
+    bucket, local = GcsStorage(client, "acme-hours", "acme"), LocalStorage(tmp_path, "acme")
+    for where in (bucket, local):
+        stored_days(where, participant)
+    # The last 30 hours: a window ending mid-day, on two day files.
+    window = HourWindow(datetime(2026, 4, 3, 18, tzinfo=UTC), datetime(2026, 4, 5, tzinfo=UTC))
+    stored = StoredRows(
+        uris=[bucket.uri(day_key("energy", d)) for d in ("2026-04-03", "2026-04-04")],
+        schema=DAY_SCHEMA,
+        constants={"participant_id": "acme", "data_type": "energy"},
+        start=window.start,
+        end=window.end,
+        meters=["syd-hq-main", "bne-general"],
+    )
+    wh = new_warehouse(bigquery, "fact_meter_hourly")
+    direct = wh.upsert_stored("fact_meter_hourly", stored)
+    assert (direct.inserted, direct.updated) == (60, 0)  # 30 hours of the two meters, not "gone"
+
+    wh = new_warehouse(bigquery)
+    duck = DuckDBWarehouse(tmp_path / "w.duckdb")
+    first = load_hours(wh, bucket, participant, window, CONFIGURED)
+    again = load_hours(wh, bucket, participant, window, CONFIGURED)
+    load_hours(duck, local, participant, window, CONFIGURED)
+    columns = TABLES["fact_meter_hourly"].column_names
+    facts = snapshot(wh.query, wh.table("fact_meter_hourly"), columns)
+    pd.testing.assert_frame_equal(
+        facts, snapshot(duck.query, "fact_meter_hourly", columns), check_dtype=False
+    )
+    assert sorted(set(facts.meter_id)) == ["bne-general", "syd-hq-main"]
+    assert facts.hour_utc.min() == pd.Timestamp("2026-04-03 18:00")
+    assert (again.inserted, again.updated) == (0, 0) and first.inserted > again.inserted
+    duck.close()

@@ -6,13 +6,18 @@ An upsert stages the rows, counts which are new and which differ, and writes onl
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from meterflow.warehouse.schema import TABLES
+from meterflow.ids import check_identifier
+from meterflow.warehouse.schema import TABLES, TYPES
 from meterflow.warehouse.views import view_statements
 
 
@@ -25,12 +30,51 @@ class LoadCounts:
         return LoadCounts(self.inserted + other.inserted, self.updated + other.updated)
 
 
-def prepare(rows: pd.DataFrame) -> pd.DataFrame:
-    """Naive UTC timestamps and NULL (not NaN) for missing values, as every backend stores."""
+@dataclass(frozen=True)
+class StoredRows:
+    """Rows a load can take straight from stored Parquet files (the standardised day files):
+    their URIs and schema, the values of the table's columns the files lack, and which rows
+    it keeps."""
+
+    uris: list[str]
+    schema: pa.Schema
+    constants: dict[str, str]
+    start: datetime
+    end: datetime
+    meters: list[str]
+
+    def select(self, table: str, source: str, utc: Callable[[str], str]) -> tuple[str, list]:
+        """SELECT the table's columns from `source` (the files as a relation) with the
+        filter, `?` parameters; `utc(column)` turns a stored UTC timestamp into the column."""
+        columns, params = [], []
+        for name, kind, _ in TABLES[table].columns:
+            if name in self.constants:
+                columns.append(f"? AS {name}")
+                params.append(self.constants[name])
+            else:
+                columns.append(f"{utc(name)} AS {name}" if kind == "ts" else name)
+        # Meter ids are strict identifiers (no quote can occur): a literal list suits every
+        # dialect, where an array parameter does not.
+        meters = ", ".join(f"'{check_identifier(m, 'meter id')}'" for m in self.meters)
+        return (
+            f"SELECT {', '.join(columns)} FROM {source} "
+            f"WHERE hour_utc >= ? AND hour_utc < ? AND meter_id IN ({meters or 'NULL'})",
+            [*params, self.start, self.end],
+        )
+
+
+def naive_utc(rows: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps as naive UTC, as every backend stores them."""
     rows = rows.copy()
     for column in rows.columns:
         if isinstance(rows[column].dtype, pd.DatetimeTZDtype):
             rows[column] = rows[column].dt.tz_convert("UTC").dt.tz_localize(None)
+    return rows
+
+
+def prepare(rows: pd.DataFrame) -> pd.DataFrame:
+    """Naive UTC timestamps and NULL (not NaN) for missing values, as every backend stores."""
+    rows = naive_utc(rows)
     return rows.astype(object).where(rows.notna(), None).replace({np.nan: None})
 
 
@@ -42,6 +86,11 @@ class Warehouse(ABC):
     @abstractmethod
     def upsert(self, table: str, rows: pd.DataFrame) -> LoadCounts:
         """MERGE rows into a table on its natural key."""
+
+    def upsert_stored(self, table: str, stored: StoredRows) -> LoadCounts | None:
+        """MERGE rows straight from stored files when this backend reads their URIs (None when
+        it cannot: the caller upserts the rows it read itself)."""
+        return None
 
     @abstractmethod
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame: ...
@@ -57,11 +106,21 @@ class Warehouse(ABC):
         return name
 
     def prepare(self) -> Warehouse:
-        """Create missing tables and (re)create the views; safe to run on every load."""
-        for table in TABLES.values():
-            self.execute(table.ddl(self.dialect, self.table(table.name)))
-        for statement in view_statements(self.dialect, self.table):
-            self.execute(statement)
+        """Create missing tables and (re)create the views, unless the warehouse already has
+        this version of them (a load may call it every time)."""
+        if getattr(self, "_prepared", False):
+            return self
+        statements = [t.ddl(self.dialect, self.table(t.name)) for t in TABLES.values()]
+        statements += view_statements(self.dialect, self.table)
+        version = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+        marker = self.table("meterflow_schema")
+        self.execute(f"CREATE TABLE IF NOT EXISTS {marker} (version {TYPES[self.dialect]['text']})")
+        if version not in set(self.query(f"SELECT version FROM {marker}")["version"]):
+            for statement in statements:
+                self.execute(statement)
+            self.execute(f"DELETE FROM {marker} WHERE TRUE")
+            self.execute(f"INSERT INTO {marker} VALUES (?)", [version])
+        self._prepared = True
         return self
 
     def __enter__(self) -> Warehouse:
@@ -74,6 +133,10 @@ class Warehouse(ABC):
 class SqlWarehouse(Warehouse):
     """DuckDB and PostgreSQL: staged rows, counted, then INSERT .. ON CONFLICT DO UPDATE."""
 
+    def staged_rows(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The rows as `_stage` takes them."""
+        return prepare(rows)
+
     @abstractmethod
     def _stage(self, table: str, rows: pd.DataFrame) -> str:
         """Put rows shaped like `table` in a temporary relation and return its name."""
@@ -85,29 +148,32 @@ class SqlWarehouse(Warehouse):
     def upsert(self, table: str, rows: pd.DataFrame) -> LoadCounts:
         if rows.empty:
             return LoadCounts()
+        rows = self.staged_rows(rows[TABLES[table].column_names])
+        with self.transaction():
+            return self._merge(table, self._stage(table, rows))
+
+    def _merge(self, table: str, staged: str) -> LoadCounts:
+        """Write the staged relation's new and differing rows (inside a transaction)."""
         spec = TABLES[table]
-        rows = prepare(rows[spec.column_names])
         target, keys = self.table(table), spec.key
         values = [c for c in spec.column_names if c not in keys]
         on = " AND ".join(f"t.{k} = i.{k}" for k in keys)
         differs = " OR ".join(f"i.{c} IS DISTINCT FROM t.{c}" for c in values) or "FALSE"
         columns = ", ".join(spec.column_names)
-        with self.transaction():
-            staged = self._stage(table, rows)
-            self.execute(
-                f"CREATE TEMP TABLE pending AS SELECT i.*, t.{keys[0]} IS NULL AS is_new "
-                f"FROM {staged} i LEFT JOIN {target} t ON {on} "
-                f"WHERE t.{keys[0]} IS NULL OR {differs}"
-            )
-            counts = self.query(
-                "SELECT count(*) FILTER (WHERE is_new) AS inserted, "
-                "count(*) FILTER (WHERE NOT is_new) AS updated FROM pending"
-            ).iloc[0]
-            updates = ", ".join(f"{c} = excluded.{c}" for c in values)
-            self.execute(
-                f"INSERT INTO {target} ({columns}) SELECT {columns} FROM pending "
-                f"ON CONFLICT ({', '.join(keys)}) DO "
-                + (f"UPDATE SET {updates}" if updates else "NOTHING")
-            )
-            self.execute("DROP TABLE pending")
+        self.execute(
+            f"CREATE TEMP TABLE pending AS SELECT i.*, t.{keys[0]} IS NULL AS is_new "
+            f"FROM {staged} i LEFT JOIN {target} t ON {on} "
+            f"WHERE t.{keys[0]} IS NULL OR {differs}"
+        )
+        counts = self.query(
+            "SELECT count(*) FILTER (WHERE is_new) AS inserted, "
+            "count(*) FILTER (WHERE NOT is_new) AS updated FROM pending"
+        ).iloc[0]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in values)
+        self.execute(
+            f"INSERT INTO {target} ({columns}) SELECT {columns} FROM pending "
+            f"ON CONFLICT ({', '.join(keys)}) DO "
+            + (f"UPDATE SET {updates}" if updates else "NOTHING")
+        )
+        self.execute("DROP TABLE pending")
         return LoadCounts(int(counts["inserted"]), int(counts["updated"]))

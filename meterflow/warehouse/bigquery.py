@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from meterflow.warehouse.backend import LoadCounts, Warehouse, prepare
+from meterflow.warehouse.backend import LoadCounts, StoredRows, Warehouse, prepare
 from meterflow.warehouse.schema import TABLES, TYPES
 
 ARROW_TYPES = {
@@ -34,6 +34,8 @@ ARROW_TYPES = {
     "ts": pa.timestamp("us", tz="UTC"),
     "date": pa.date32(),
 }
+
+_KINDS = {arrow: kind for kind, arrow in ARROW_TYPES.items()}
 
 
 class BigQueryWarehouse(Warehouse):
@@ -49,8 +51,9 @@ class BigQueryWarehouse(Warehouse):
         """`project.dataset.name`, as the client's table arguments take it."""
         return f"{self.client.project}.{self.dataset}.{name}"
 
-    def merge_sql(self, table: str, staging: str) -> str:
-        """MERGE staged rows: insert new keys, update rows whose values differ."""
+    def merge_sql(self, table: str, source: str) -> str:
+        """MERGE rows from `source` (a table or a subquery): insert new keys, update rows whose
+        values differ."""
         spec = TABLES[table]
         keys, values = spec.key, [c for c in spec.column_names if c not in spec.key]
         on = " AND ".join(f"T.{k} = S.{k}" for k in keys)
@@ -59,7 +62,7 @@ class BigQueryWarehouse(Warehouse):
         columns = ", ".join(spec.column_names)
         inserts = ", ".join(f"S.{c}" for c in spec.column_names)
         return (
-            f"MERGE INTO {self.table(table)} T USING `{staging}` S ON {on}\n"
+            f"MERGE INTO {self.table(table)} T USING {source} S ON {on}\n"
             + (f"WHEN MATCHED AND ({differs}) THEN UPDATE SET {updates}\n" if values else "")
             + f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({inserts})"
         )
@@ -88,15 +91,38 @@ class BigQueryWarehouse(Warehouse):
             ),
         )
 
-    def _merge_staged(self, table: str, load: Callable[[str, Any], Any]) -> LoadCounts:
-        """Load Parquet into a new staging table with `load`, MERGE it, drop it."""
+    def upsert_stored(self, table: str, stored: StoredRows) -> LoadCounts | None:
+        """Files in Cloud Storage go in by a load job from their URIs (as their columns are, the
+        filter and the missing columns applied by the MERGE); no rows through Python."""
+        if not all(uri.startswith("gs://") for uri in stored.uris):
+            return None
+        if not stored.uris:
+            return LoadCounts()
+        return self._merge_staged(
+            table,
+            lambda staging, config: self.client.load_table_from_uri(
+                stored.uris, staging, job_config=config
+            ),
+            lambda staging: stored.select(table, f"`{staging}`", lambda c: c),
+            [(field.name, _KINDS[field.type], True) for field in stored.schema],
+        )
+
+    def _merge_staged(
+        self,
+        table: str,
+        load: Callable[[str, Any], Any],
+        source: Callable[[str], tuple[str, list]] | None = None,
+        columns: list[tuple[str, str, bool]] | None = None,
+    ) -> LoadCounts:
+        """Load Parquet into a new staging table with `load`, MERGE it (all of it, or the rows
+        `source` selects from it), drop it. The files hold the table's columns, or `columns`."""
         from google.cloud import bigquery
 
         schema = [
             bigquery.SchemaField(
                 name, TYPES["bigquery"][kind], "NULLABLE" if nullable else "REQUIRED"
             )
-            for name, kind, nullable in TABLES[table].columns
+            for name, kind, nullable in columns or TABLES[table].columns
         ]
         config = bigquery.LoadJobConfig(
             schema=schema, source_format="PARQUET", write_disposition="WRITE_TRUNCATE"
@@ -108,7 +134,8 @@ class BigQueryWarehouse(Warehouse):
             counting = self._count(table)
             load(staging, config).result()
             rows_before = _single(counting)
-            job = self.client.query(self.merge_sql(table, staging))
+            select, params = source(staging) if source else (f"SELECT * FROM `{staging}`", [])
+            job = self._query(self.merge_sql(table, f"({select})"), params)
             job.result()
             if job.dml_stats is not None:
                 return LoadCounts(job.dml_stats.inserted_row_count, job.dml_stats.updated_row_count)
@@ -134,12 +161,15 @@ class BigQueryWarehouse(Warehouse):
         self._run(sql, params)
 
     def _run(self, sql: str, params: list | None) -> Any:
+        return self._query(sql, params).result()
+
+    def _query(self, sql: str, params: list | None) -> Any:
         from google.cloud import bigquery
 
         config = bigquery.QueryJobConfig(
             query_parameters=[bigquery.ScalarQueryParameter(None, *_typed(p)) for p in params or []]
         )
-        return self.client.query(sql, job_config=config).result()
+        return self.client.query(sql, job_config=config)
 
     def close(self) -> None:
         self.client.close()

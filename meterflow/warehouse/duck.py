@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from meterflow.warehouse.backend import SqlWarehouse
+from meterflow.warehouse.backend import LoadCounts, SqlWarehouse, StoredRows, naive_utc
 
 
 class DuckDBWarehouse(SqlWarehouse):
@@ -28,9 +28,28 @@ class DuckDBWarehouse(SqlWarehouse):
     def close(self) -> None:
         self.con.close()
 
+    def staged_rows(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return naive_utc(rows)  # DuckDB reads NaN and None in a data frame as NULL
+
     def _stage(self, table: str, rows: pd.DataFrame) -> str:
         self.con.register("incoming", rows)
         return "incoming"
+
+    def upsert_stored(self, table: str, stored: StoredRows) -> LoadCounts | None:
+        """Local Parquet files are read by DuckDB itself, no rows through Python."""
+        if any("://" in uri for uri in stored.uris):
+            return None
+        if not stored.uris:
+            return LoadCounts()
+        files = ", ".join("'" + uri.replace("'", "''") + "'" for uri in stored.uris)
+        select, params = stored.select(
+            table, f"read_parquet([{files}])", lambda c: f"timezone('UTC', {c})"
+        )
+        with self.transaction():
+            self.execute(f"CREATE TEMP TABLE stored AS {select}", params)
+            counts = self._merge(table, "stored")
+            self.execute("DROP TABLE stored")
+        return counts
 
     @contextmanager
     def transaction(self):

@@ -6,15 +6,14 @@ from datetime import datetime
 
 import pandas as pd
 
-from meterflow.aggregate import PROPERTY_COLUMNS, aggregate_changes
+from meterflow.aggregate import PROPERTY_COLUMNS, aggregate_rows
 from meterflow.calendar import calendar_rows
 from meterflow.config import Participant
 from meterflow.emission_factors import read_factors, refuse_silent_changes
-from meterflow.hourly_store import read_days
-from meterflow.readings import HOURLY_COLUMNS
+from meterflow.hourly_store import DAY_SCHEMA, day_key, read_days
 from meterflow.storage import Storage
 from meterflow.timeutil import HourWindow, merge_windows, warehouse_time
-from meterflow.warehouse.backend import LoadCounts, Warehouse, prepare
+from meterflow.warehouse.backend import LoadCounts, StoredRows, Warehouse, prepare
 from meterflow.warehouse.schema import TABLES
 
 DEFAULT_DEGREE_DAY_BASE_C = 18.0
@@ -109,18 +108,19 @@ def _same(a, b) -> bool:
 def load_meter_hours(
     wh: Warehouse, participant: Participant, rows_by_meter: dict[str, pd.DataFrame]
 ) -> LoadCounts:
-    frames = [
-        rows.assign(
-            participant_id=participant.id,
-            meter_id=meter_id,
-            data_type=participant.meter(meter_id).data_type,
-        )
-        for meter_id, rows in rows_by_meter.items()
-        if not rows.empty
-    ]
+    frames = [rows.assign(meter_id=m) for m, rows in rows_by_meter.items() if not rows.empty]
     if not frames:
         return LoadCounts()
-    return wh.upsert("fact_meter_hourly", pd.concat(frames, ignore_index=True))
+    return load_meter_rows(wh, participant, pd.concat(frames, ignore_index=True))
+
+
+def load_meter_rows(wh: Warehouse, participant: Participant, rows: pd.DataFrame) -> LoadCounts:
+    """Meter-hour rows (with `meter_id`) into fact_meter_hourly, in one upsert."""
+    if rows.empty:
+        return LoadCounts()
+    types = {m.id: m.data_type for m in participant.meters}
+    rows = rows.assign(participant_id=participant.id, data_type=rows["meter_id"].map(types))
+    return wh.upsert("fact_meter_hourly", rows)
 
 
 def load_property_hours(wh: Warehouse, participant_id: str, rows: pd.DataFrame) -> LoadCounts:
@@ -140,20 +140,16 @@ def load_emission_factors(wh: Warehouse) -> LoadCounts:
     return wh.upsert("dim_emission_factor", factors[TABLES["dim_emission_factor"].column_names])
 
 
-def window_rows(storage: Storage, participant: Participant, window: HourWindow) -> dict:
-    """Each meter's stored hourly rows inside the window (each day file read once)."""
+def window_frame(storage: Storage, participant: Participant, window: HourWindow) -> pd.DataFrame:
+    """Every meter's stored hours inside the window, one frame (each day file read once)."""
     meters = {m.id for m in participant.meters}
     frames = [
-        read_days(storage, data_type, window.days())
+        read_days(storage, data_type, window.days()).assign(data_type=data_type)
         for data_type in sorted({m.data_type for m in participant.meters})
     ]
     rows = pd.concat(frames, ignore_index=True)
     inside = (rows["hour_utc"] >= window.start) & (rows["hour_utc"] < window.end)
-    rows = rows[inside & rows["meter_id"].isin(meters)]
-    return {
-        meter_id: group[HOURLY_COLUMNS].reset_index(drop=True)
-        for meter_id, group in rows.groupby("meter_id", sort=True)
-    }
+    return rows[inside & rows["meter_id"].isin(meters)].reset_index(drop=True)
 
 
 def load_window(
@@ -162,24 +158,61 @@ def load_window(
     """Configuration (with history), emission factors, the local calendar and the meter-hours
     of the window. The calendar spans the window's hours from its first to its last hour of
     data, never beyond: an empty or stray span adds no calendar rows."""
-    wh.prepare()
-    rows = window_rows(storage, participant, window)
-    stamps = [r["hour_utc"] for r in rows.values() if not r.empty]
-    counts = load_configuration(wh, participant, now) + load_emission_factors(wh)
-    if stamps:
-        first, last = min(s.min() for s in stamps), max(s.max() for s in stamps)
-        hours = window.hours()
-        counts += load_calendar(wh, participant, hours[(hours >= first) & (hours <= last)])
-    return counts + load_meter_hours(wh, participant, rows)
+    rows = window_frame(storage, participant, window)
+    return _load(wh, storage, participant, rows, window, now)
 
 
 def aggregate_window(
     wh: Warehouse, storage: Storage, participant: Participant, window: HourWindow
 ) -> LoadCounts:
     """Recompute and upsert the property-hours of the window for every data type."""
-    rows = aggregate_changes(storage, participant, window_rows(storage, participant, window))
+    return _aggregate(wh, participant, window_frame(storage, participant, window))
+
+
+def load_hours(
+    wh: Warehouse, storage: Storage, participant: Participant, window: HourWindow, now: datetime
+) -> LoadCounts:
+    """load_window and aggregate_window, the window's day files read once for both."""
+    rows = window_frame(storage, participant, window)
+    return _load(wh, storage, participant, rows, window, now) + _aggregate(wh, participant, rows)
+
+
+def _load(wh, storage, participant, rows: pd.DataFrame, window: HourWindow, now) -> LoadCounts:
     wh.prepare()
-    return load_property_hours(wh, participant.id, rows)
+    counts = load_configuration(wh, participant, now) + load_emission_factors(wh)
+    if not rows.empty:
+        first, last = rows["hour_utc"].min(), rows["hour_utc"].max()
+        hours = window.hours()
+        counts += load_calendar(wh, participant, hours[(hours >= first) & (hours <= last)])
+    return counts + _load_facts(wh, storage, participant, rows, window)
+
+
+def _load_facts(
+    wh: Warehouse, storage: Storage, participant: Participant, rows: pd.DataFrame, window
+) -> LoadCounts:
+    """fact_meter_hourly straight from the day files the rows came from where the backend
+    reads them (DuckDB local files, BigQuery `gs://`), else the rows themselves."""
+    if rows.empty:
+        return LoadCounts()
+    days = rows["hour_utc"].dt.strftime("%Y-%m-%d")
+    counts = LoadCounts()
+    for data_type, group in rows.groupby("data_type"):
+        stored = StoredRows(
+            uris=[storage.uri(day_key(data_type, day)) for day in sorted(set(days[group.index]))],
+            schema=DAY_SCHEMA,
+            constants={"participant_id": participant.id, "data_type": data_type},
+            start=window.start,
+            end=window.end,
+            meters=sorted(m.id for m in participant.meters if m.data_type == data_type),
+        )
+        loaded = wh.upsert_stored("fact_meter_hourly", stored)
+        counts += loaded if loaded is not None else load_meter_rows(wh, participant, group)
+    return counts
+
+
+def _aggregate(wh, participant, rows: pd.DataFrame) -> LoadCounts:
+    wh.prepare()
+    return load_property_hours(wh, participant.id, aggregate_rows(participant, rows))
 
 
 def unloaded_runs(wh: Warehouse, participant_id: str, runs: list[dict]) -> list[dict]:
