@@ -215,6 +215,14 @@ def _parser() -> argparse.ArgumentParser:
     resolve.add_argument("--by", help="who decides (default: this OS user)")
     resolve.add_argument("--warehouse", default="data/warehouse.duckdb")
 
+    migrate = commands.add_parser(
+        "migrate-storage",
+        parents=[prefect_output],
+        help="convert participants' storage from the per-meter layout (before 0.2)",
+    )
+    migrate.add_argument("--participant", action="append", dest="participants")
+    migrate.add_argument("--data-root", default="data")
+
     doctor = commands.add_parser(
         "doctor",
         parents=[prefect_output],
@@ -243,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             "mrv": _mrv,
             "mrv-resolve": _mrv_resolve,
             "doctor": _doctor,
+            "migrate-storage": _migrate,
         }[args.command](args)
     except UsageError as exc:
         _error(f"{exc} (see meterflow {args.command} --help)")
@@ -650,6 +659,26 @@ def _mrv_resolve(args) -> int:
         record = MrvStore(wh).resolve(args.record, to, by, args.evidence)
     then = "kept as submitted" if args.submitted else "the next `meterflow mrv` sends it"
     print(f"record {record.record_id} rev {record.revision}: now {record.status} ({then})")
+    return 0
+
+
+def _migrate(args) -> int:
+    from blocks.storage import open_storage, participant_ids
+    from meterflow.migrate import migrate
+    from meterflow.participant_xml import load_participant
+    from meterflow.storage import CONFIG_KEY
+
+    for pid in args.participants or participant_ids(args.data_root):
+        storage = open_storage(args.data_root, pid)
+        participant = load_participant(storage.read(CONFIG_KEY), f"{pid}:{CONFIG_KEY}")
+        done = migrate(storage, participant)
+        if done.removed:
+            print(
+                f"{pid}: {done.payloads} payloads and {done.hours} meter-hours converted, "
+                f"{done.removed} old objects removed"
+            )
+        else:
+            print(f"{pid}: already in the columnar layout")
     return 0
 
 
