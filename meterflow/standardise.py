@@ -162,9 +162,9 @@ def _register_to_intervals(
     frame: pd.DataFrame, register_max: float | None, max_gap: int | None
 ) -> pd.DataFrame:
     """Difference register readings into interval energy (see the module docstring)."""
+    meter = frame["meter"].iloc[0]  # before dropping blanks: a meter may have no value at all
     frame = _dedupe(frame, "time").dropna(subset=["value"])
     times, readings = nanoseconds(frame["time"]), frame["value"].to_numpy(dtype="float64")
-    meter = frame["meter"].iloc[0]
     if len(times) < 2:  # one reading is no energy yet: the next one differences against it
         none = pd.to_datetime(times[:0], utc=True)
         return pd.DataFrame(
