@@ -22,10 +22,12 @@ from meterflow.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.timeutil import HourWindow, floor_hour
 from tasks.collect import plan_participant
 from tasks.participants import validate_participant
-from tasks.warehouse import load_changes, report_window
+from tasks.warehouse import load_changes, report_due, report_window
 
 # Without an explicit window, a dispatch covers the complete hours of the last day.
 LOOKBACK_HOURS = 24
+# Reports are documents of days: an hourly dispatch renders each at most once a day.
+REPORT_EVERY_HOURS = 24.0
 
 
 class DispatchFailed(MeterflowError):
@@ -62,6 +64,7 @@ def dispatch(
     shard_size: int = DEFAULT_SHARD_SIZE,
     mode: Mode = "local",
     shard_deployment: str = SHARD_DEPLOYMENT,
+    report_every_hours: float | None = REPORT_EVERY_HOURS,
 ) -> list[dict]:
     """Run every participant's collection, load and aggregation for the window.
 
@@ -70,6 +73,8 @@ def dispatch(
     `warehouse` is a DuckDB file path or a warehouse block, e.g. `meterflow-postgresql/prod`.
     Collection runs in shards of `shard_size` meters: concurrently in this process
     (`mode="local"`), or as runs of `shard_deployment` (`mode="deployments"`) on its work pool.
+    A participant's latest report is rendered after a load when it is `report_every_hours` old
+    or missing (0: after every load, None: never); `meterflow report` renders one on demand.
     """
     logger = get_run_logger()
     window = resolve_window(start, end, lookback_hours)
@@ -91,7 +96,11 @@ def dispatch(
         try:
             # What this run changed, and what an earlier run stored but never loaded.
             loaded = load_changes(data_root, warehouse, participant)
-            if loaded:
+            if (
+                loaded
+                and report_every_hours is not None
+                and report_due(data_root, participant_id, timedelta(hours=report_every_hours))
+            ):
                 path = report_window(data_root, warehouse, participant, window)
                 create_link_artifact(
                     key=f"report-{participant_id}",

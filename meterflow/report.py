@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import io
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import matplotlib
@@ -326,10 +326,27 @@ def _completeness_chart(completeness: pd.DataFrame) -> str:
     return _svg(fig)
 
 
+def latest_report(reports_dir: Path, participant_id: str) -> Path:
+    return reports_dir / f"{participant_id}-latest.html"
+
+
+def latest_report_due(
+    reports_dir: Path, participant_id: str, now: datetime, every: timedelta
+) -> bool:
+    """Whether the participant's latest report is missing or at least `every` old. The report
+    is a document of days: rendering it on every hourly dispatch would cost more than the
+    collection it reports on (half a second per participant)."""
+    out = latest_report(reports_dir, participant_id)
+    if not out.exists():
+        return True
+    return now - datetime.fromtimestamp(out.stat().st_mtime, UTC) >= every
+
+
 def write_latest_report(
     wh: Warehouse, participant_id: str, window: HourWindow, reports_dir: Path
 ) -> Path:
     """`<participant>-latest.html`: the report for the dates the window touches."""
     first, after = window.start.date(), (window.end - HOUR).date() + timedelta(days=1)
-    out = reports_dir / f"{participant_id}-latest.html"
-    return write_report(wh, participant_id, first, after, out)
+    return write_report(
+        wh, participant_id, first, after, latest_report(reports_dir, participant_id)
+    )

@@ -3,7 +3,7 @@ property-hours (aggregate), and write the participant's report."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect import task
@@ -13,7 +13,7 @@ from blocks.storage import open_storage
 from meterflow.backfill import chunks
 from meterflow.catalog import read_catalog
 from meterflow.config import Participant
-from meterflow.report import write_latest_report
+from meterflow.report import latest_report_due, write_latest_report
 from meterflow.timeutil import HourWindow
 from meterflow.warehouse import LoadCounts, loads
 
@@ -53,6 +53,10 @@ def load_changes(data_root: str, warehouse: str, participant: Participant) -> li
             loads.load_hours(wh, storage, participant, span, datetime.now(UTC))
         loads.record_loads(wh, participant.id, pending)
     return spans
+
+
+def report_due(data_root: str, participant_id: str, every: timedelta) -> bool:
+    return latest_report_due(Path(data_root) / "reports", participant_id, datetime.now(UTC), every)
 
 
 @task(task_run_name="report/{participant.id}/{window}")

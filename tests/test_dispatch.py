@@ -362,3 +362,34 @@ def test_hours_stored_but_never_loaded_are_loaded_by_the_next_dispatch(prefect_s
         runs = con.execute("SELECT run_id FROM load_log").fetchall()
     assert loaded == (24, sum(range(24)))
     assert runs == [(run["run"],)]  # the warehouse knows it holds that run's hours
+
+
+def test_an_hourly_dispatch_renders_the_report_once_a_day_unless_told(prefect_server, tmp_path):
+    """Reports are documents of days: a dispatch that loads new hours renders the latest report
+    only when it is a day old (or missing); `report_every_hours=0` renders it after every load,
+    None never."""
+    data_root = tmp_path / "data"
+    storage = LocalStorage(data_root, "daily")
+    storage.write(CONFIG_KEY, participant_xml("daily", [csv_meter("m1", 60)]))
+    report = data_root / "reports" / "daily-latest.html"
+    warehouse = str(tmp_path / "warehouse.duckdb")
+
+    def new_day(day: int, **options) -> None:
+        rows = "".join(f"2026-04-{day:02d}T{h:02d}:00:00Z,{h}\n" for h in range(24))
+        storage.write(f"exports/m1/{day}.csv", ("timestamp,value\n" + rows).encode())
+        window = {
+            "start": f"2026-04-{day:02d}T00:00+00:00",
+            "end": f"2026-04-{day + 1:02d}T00:00+00:00",
+        }
+        (summary,) = dispatch(**window, data_root=str(data_root), warehouse=warehouse, **options)
+        assert summary["hours_new"] == 24
+
+    new_day(1, report_every_hours=None)
+    assert not report.exists()
+    new_day(2)
+    first = report.read_text()
+    assert "2026-04-02" in first
+    new_day(3)  # new hours loaded, but the report is minutes old
+    assert report.read_text() == first
+    new_day(4, report_every_hours=0)
+    assert "2026-04-04" in report.read_text() and report.read_text() != first
