@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -69,6 +70,30 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
         if report.changed:
             with DuckDBWarehouse(warehouse) as wh:
                 load_hours(wh, storage, participant, report.changed, datetime.now(UTC))
+
+
+# The plain one-pass job a data engineer would write over the same exports: no ledger, no
+# quality or coverage, no plausibility, no raw archive, no DST-aware local days, no calendar.
+PEER_SQL = """
+CREATE TABLE hourly AS
+SELECT split_part(filename, '/', -4) AS participant_id,
+       split_part(filename, '/', -2) AS meter_id,
+       date_trunc('hour', "timestamp") AS hour_utc,
+       sum("value") AS kwh
+FROM read_csv('{root}/*/exports/*/*.csv', filename = true, header = true,
+              columns = {{'timestamp': 'TIMESTAMPTZ', 'value': 'DOUBLE'}})
+GROUP BY ALL;
+COPY (SELECT *, CAST(timezone('UTC', hour_utc) AS DATE) AS day FROM hourly)
+  TO '{out}' (FORMAT parquet, PARTITION_BY (participant_id, day));
+"""
+
+
+def run_peer(data_root: Path, out: Path, database: Path) -> None:
+    """(p) one DuckDB statement: every CSV read once, 5-minute values summed into UTC hours,
+    one Parquet dataset partitioned by participant and day, and a table."""
+    with duckdb.connect(str(database)) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(PEER_SQL.format(root=data_root, out=out))
 
 
 def timed(run: Callable[[], object]) -> float:

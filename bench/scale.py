@@ -39,6 +39,7 @@ def one(meters: int, days: int, shard_size: int) -> dict:
                     data_root=str(work / "data"),
                     warehouse=str(work / "warehouse.duckdb"),
                     shard_size=shard_size,
+                    report_every_hours=None,
                 )
             )
     finally:
