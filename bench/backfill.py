@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bench.fleet import make_fleet, print_table, quiet_prefect, run_bare, run_peer, timed
+from meterflow.shards import DEFAULT_SHARD_SIZE
 
 DOES = {
     "p": "CSV -> UTC hour sums -> Parquet by participant/day + table",
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--naive-meters", type=int, default=4)
     parser.add_argument("--naive-days", type=int, default=1)
-    parser.add_argument("--shard-size", type=int, default=50)
+    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mf-bench-"))
     quiet_prefect(work / "prefect")

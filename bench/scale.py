@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.fleet import FlowMemory, make_fleet, peak_rss_mib, print_table, quiet_prefect, timed
+from meterflow.shards import DEFAULT_SHARD_SIZE
 
 
 def one(meters: int, days: int, shard_size: int) -> dict:
@@ -58,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--days", type=int, default=1)
-    parser.add_argument("--shard-size", type=int, default=50)
+    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:

@@ -14,7 +14,7 @@ from meterflow.collect import CollectResult, MeterWindow
 from meterflow.errors import MeterflowError
 from meterflow.timeutil import HOUR, HourWindow
 
-DEFAULT_SHARD_SIZE = 50
+DEFAULT_SHARD_SIZE = 100
 
 
 @dataclass
