@@ -131,6 +131,10 @@ class Collection:
         self.new: list[Readings] = []  # this run's readings, with their meters, in order
         self.changed = empty_day()  # the hours this run changed, every meter's
         self._known = self._known_payloads()
+        # The sources each configuration has read, found once per shard, not once per meter.
+        self._sources_by_config: dict[str, dict[str, dict]] = {}
+        for source, seen in catalog.sources.items():
+            self._sources_by_config.setdefault(seen.get("made_with"), {})[source] = seen
 
     def _known_payloads(self) -> set[tuple]:
         p = self.catalog.payloads
@@ -154,7 +158,7 @@ class Collection:
         work.fetched = self.force is not False
         if not work.fetched:
             return
-        seen = {k: v for k, v in self.catalog.sources.items() if v.get("made_with") == work.current}
+        seen = self._sources_by_config.get(work.current, {})
         try:
             payloads = work.connector.fetch(self.storage, work.meter, work.window, self.now, seen)
         except SourceDeferred as exc:

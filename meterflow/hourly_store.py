@@ -36,6 +36,7 @@ DAY_SCHEMA = pa.schema(
         ("made_with", pa.string()),
     ]
 )
+_EMPTY_DAY = from_arrow(DAY_SCHEMA.empty_table())  # built once: from_arrow costs milliseconds
 
 
 def day_key(data_type: str, day: str) -> str:
@@ -43,7 +44,7 @@ def day_key(data_type: str, day: str) -> str:
 
 
 def empty_day() -> pd.DataFrame:
-    return from_arrow(DAY_SCHEMA.empty_table())
+    return _EMPTY_DAY.copy()
 
 
 def read_day(storage: Storage, data_type: str, day: str) -> pd.DataFrame:

@@ -73,19 +73,18 @@ def _with_history(
         f"SELECT * FROM {wh.table(table)} WHERE participant_id = ? AND valid_to IS NULL",
         [participant_id],
     )
-    current = current.set_index(id_column) if not current.empty else None
+    # The open rows as the warehouse holds them, prepared once (not once per row).
+    before = prepare(current[[id_column, *attributes]]).set_index(id_column).to_dict("index")
     stamp = warehouse_time(now)
     opened = []
     for row in prepare(rows).to_dict("records"):
-        if current is not None and row[id_column] in current.index:
-            before = prepare(current.loc[[row[id_column]], attributes]).iloc[0].to_dict()
-            if all(_same(before[a], row[a]) for a in attributes):
+        if row[id_column] in before:
+            if all(_same(before[row[id_column]][a], row[a]) for a in attributes):
                 continue
             _close(wh, table, id_column, participant_id, row[id_column], stamp)
         opened.append({**row, "valid_from": stamp, "valid_to": None})
-    if current is not None:
-        for gone in set(current.index) - set(rows[id_column]):
-            _close(wh, table, id_column, participant_id, gone, stamp)
+    for gone in set(before) - set(rows[id_column]):
+        _close(wh, table, id_column, participant_id, gone, stamp)
     if not opened:
         return LoadCounts()
     return wh.upsert(table, pd.DataFrame(opened))
