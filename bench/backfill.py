@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bench.fleet import make_fleet, print_table, quiet_prefect, run_bare, run_peer, timed
-from meterflow.shards import DEFAULT_SHARD_SIZE
+from meterflow.collection.shards import DEFAULT_SHARD_SIZE
 
 DOES = {
     "p": "CSV -> UTC hour sums -> Parquet by participant/day + table",

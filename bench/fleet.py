@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from connectors import CONNECTOR_TYPES, connector_for
-from meterflow.collect import collect_meters
-from meterflow.fleets import csv_meter, participant_xml
-from meterflow.participants import list_participants, read_configuration
-from meterflow.plan import plan_meters
-from meterflow.shards import ShardReport
-from meterflow.storage import CONFIG_KEY, LocalStorage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.collect import collect_meters
+from meterflow.collection.plan import plan_meters
+from meterflow.collection.shards import ShardReport
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.fleets import csv_meter, participant_xml
+from meterflow.configuration.participants import list_participants, read_configuration
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.loads import load_hours
 

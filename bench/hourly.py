@@ -28,8 +28,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench.fleet import PER_PARTICIPANT, make_fleet, print_table, quiet_prefect, timed
-from meterflow.shards import DEFAULT_SHARD_SIZE
-from meterflow.timeutil import HourWindow
+from meterflow.collection.shards import DEFAULT_SHARD_SIZE
+from meterflow.common.timeutil import HourWindow
 
 # The emulator logs one line per request: '"GET /storage/v1/b/<bucket>/o/<key>?... HTTP/1.1" 200 -'
 REQUEST = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP')

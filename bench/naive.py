@@ -9,10 +9,10 @@ from prefect.futures import wait
 
 from blocks import open_warehouse
 from connectors import connector_for
-from meterflow.collect import collect_meter
-from meterflow.participants import list_participants, read_configuration
-from meterflow.storage import LocalStorage
-from meterflow.timeutil import HOUR, HourWindow
+from meterflow.collection.collect import collect_meter
+from meterflow.common.storage import LocalStorage
+from meterflow.common.timeutil import HOUR, HourWindow
+from meterflow.configuration.participants import list_participants, read_configuration
 from meterflow.warehouse.loads import aggregate_window, load_window
 
 

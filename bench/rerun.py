@@ -20,9 +20,9 @@ from pathlib import Path
 import duckdb
 
 from bench.fleet import START, print_table, quiet_prefect, timed
-from meterflow.fleets import participant_xml, wattwatchers_meter
-from meterflow.storage import CONFIG_KEY, LocalStorage
-from meterflow.timeutil import HourWindow
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.fleets import participant_xml, wattwatchers_meter
 
 KEY = "key_" + "be4c" * 8
 BLOCK = "bench-wattwatchers"

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.fleet import FlowMemory, make_fleet, peak_rss_mib, print_table, quiet_prefect, timed
-from meterflow.shards import DEFAULT_SHARD_SIZE
+from meterflow.collection.shards import DEFAULT_SHARD_SIZE
 
 
 def one(meters: int, days: int, shard_size: int) -> dict:

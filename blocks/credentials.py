@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from meterflow.sources import SourceAccess
+from meterflow.collection.sources import SourceAccess
 
 
 class WattwatchersCredentials(Block):

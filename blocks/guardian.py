@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from meterflow.errors import MeterflowError
+from meterflow.common.errors import MeterflowError
 from meterflow.mrv.document import Policy
 
 

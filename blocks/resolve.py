@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from blocks.credentials import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
-from meterflow.config import Meter
-from meterflow.errors import MeterflowError
-from meterflow.sources import SourceAccess
+from meterflow.collection.sources import SourceAccess
+from meterflow.common.errors import MeterflowError
+from meterflow.configuration.config import Meter
 
 BLOCK_TYPES = {
     "wattwatchers": WattwatchersCredentials,

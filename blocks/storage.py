@@ -16,11 +16,11 @@ from prefect_aws import S3Bucket
 from prefect_gcp.cloud_storage import GcsBucket
 from pydantic import Field, field_validator
 
-from meterflow.cloud_storage import GcsStorage, S3Storage
-from meterflow.errors import MeterflowError
-from meterflow.ids import check_identifier
-from meterflow.participants import list_participants
-from meterflow.storage import LocalStorage, Storage
+from meterflow.common.cloud_storage import GcsStorage, S3Storage
+from meterflow.common.errors import MeterflowError
+from meterflow.common.storage import LocalStorage, Storage
+from meterflow.configuration.ids import check_identifier
+from meterflow.configuration.participants import list_participants
 
 
 class ParticipantStorage(Block):

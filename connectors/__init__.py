@@ -16,10 +16,10 @@ from connectors.s3 import S3Connector
 from connectors.solcast import SolcastConnector
 from connectors.wattwatchers import WattwatchersConnector
 from connectors.weather import WeatherConnector
-from meterflow.collect import Connector
-from meterflow.config import Meter
-from meterflow.http import Caller, HttpClient
-from meterflow.sources import CallBudget, SourceAccess
+from meterflow.collection.collect import Connector
+from meterflow.collection.sources import CallBudget, SourceAccess
+from meterflow.common.http import Caller, HttpClient
+from meterflow.configuration.config import Meter
 
 CONNECTOR_TYPES: dict[str, type] = {
     c.type: c

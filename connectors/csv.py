@@ -17,9 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from connectors.exports import FileConnector
-from meterflow.config import CsvFormat, Meter
-from meterflow.errors import SourceDataError
-from meterflow.readings import (
+from meterflow.common.errors import SourceDataError
+from meterflow.common.timeutil import UnplaceableTime, to_utc
+from meterflow.configuration.config import CsvFormat, Meter
+from meterflow.standardisation.readings import (
     EARLIEST,
     LATEST,
     MISSING_TOKENS,
@@ -27,7 +28,6 @@ from meterflow.readings import (
     from_arrow,
     is_missing_text,
 )
-from meterflow.timeutil import UnplaceableTime, to_utc
 
 
 class CsvConnector(FileConnector):

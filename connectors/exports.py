@@ -6,10 +6,10 @@ import json
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from meterflow.config import Meter
-from meterflow.rawlog import Payload
-from meterflow.storage import Entry, Storage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.rawlog import Payload
+from meterflow.common.storage import Entry, Storage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.config import Meter
 
 
 class FileConnector:

@@ -18,9 +18,9 @@ from typing import ClassVar
 import pandas as pd
 
 from connectors.exports import FileConnector
-from meterflow.config import Meter
-from meterflow.errors import SourceDataError
-from meterflow.readings import EARLIEST, LATEST, SourceReadings
+from meterflow.common.errors import SourceDataError
+from meterflow.configuration.config import Meter
+from meterflow.standardisation.readings import EARLIEST, LATEST, SourceReadings
 
 NEM_TIME = timezone(timedelta(hours=10))
 # A 300 record's quality method: a letter, with a method number for substitutions (E52, S14).

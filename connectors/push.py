@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from connectors.exports import FileConnector
-from meterflow.config import Meter
-from meterflow.errors import SourceDataError
-from meterflow.readings import (
+from meterflow.common.errors import SourceDataError
+from meterflow.configuration.config import Meter
+from meterflow.standardisation.readings import (
     EARLIEST,
     LATEST,
     QUALITIES,
@@ -35,7 +35,7 @@ from meterflow.readings import (
     first_out_of_range,
     is_missing_text,
 )
-from meterflow.units import ACCEPTED_QUANTITIES, quantity
+from meterflow.standardisation.units import ACCEPTED_QUANTITIES, quantity
 
 REQUIRED = ("hour_utc", "value", "unit")
 

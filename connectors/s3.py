@@ -14,12 +14,12 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from connectors.csv import parse_csv
 from connectors.nem12 import parse_nem12
-from meterflow.config import CsvFormat, Meter
-from meterflow.http import Caller, SourceRejected, SourceUnavailable
-from meterflow.rawlog import Payload
-from meterflow.readings import SourceReadings
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.rawlog import Payload
+from meterflow.common.http import Caller, SourceRejected, SourceUnavailable
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.config import CsvFormat, Meter
+from meterflow.standardisation.readings import SourceReadings
 
 LOOKBACK = timedelta(days=1)
 

@@ -16,14 +16,14 @@ from typing import ClassVar
 import pandas as pd
 import requests
 
-from meterflow.config import Meter
-from meterflow.errors import SourceDataError
-from meterflow.http import HttpClient, SourceDeferred
-from meterflow.rawlog import Payload
-from meterflow.readings import SourceReadings
-from meterflow.sources import CallBudget, SourceAccess
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.rawlog import Payload
+from meterflow.collection.sources import CallBudget, SourceAccess
+from meterflow.common.errors import SourceDataError
+from meterflow.common.http import HttpClient, SourceDeferred
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.config import Meter
+from meterflow.standardisation.readings import SourceReadings
 
 MAX_HOURS = {"estimated_actuals": 168, "forecasts": 336}
 # A site is fetched at most this often: 168 hours of actuals make hourly calls pointless.

@@ -15,13 +15,13 @@ from typing import ClassVar
 
 import pandas as pd
 
-from meterflow.config import Meter
-from meterflow.errors import SourceDataError
-from meterflow.http import HttpClient
-from meterflow.rawlog import Payload
-from meterflow.readings import SourceReadings
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.rawlog import Payload
+from meterflow.common.errors import SourceDataError
+from meterflow.common.http import HttpClient
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.config import Meter
+from meterflow.standardisation.readings import SourceReadings
 
 PAGE = 7 * 24 * 3600  # the API's limit for 5-minute data
 

@@ -20,14 +20,14 @@ from xml.sax.saxutils import quoteattr
 
 from connectors import FILE_CONNECTORS
 from connectors.nem12 import NEM_TIME
-from meterflow.collect import Connector, standardise_meter
-from meterflow.config import Meter
-from meterflow.errors import ConfigError, ConfigIssue, MeterflowError, SourceDataError
-from meterflow.participant_xml import load_participant
-from meterflow.readings import SourceReadings
-from meterflow.shards import DEFAULT_SHARD_SIZE
-from meterflow.timeutil import floor_hour, parse_zone
-from meterflow.units import STANDARD_UNIT, quantity
+from meterflow.collection.collect import Connector, standardise_meter
+from meterflow.collection.shards import DEFAULT_SHARD_SIZE
+from meterflow.common.errors import ConfigError, ConfigIssue, MeterflowError, SourceDataError
+from meterflow.common.timeutil import floor_hour, parse_zone
+from meterflow.configuration.config import Meter
+from meterflow.configuration.participant_xml import load_participant
+from meterflow.standardisation.readings import SourceReadings
+from meterflow.standardisation.units import STANDARD_UNIT, quantity
 
 _DATA_TYPE_OF = {
     "energy": "energy",
@@ -428,7 +428,7 @@ def _zone_unused(args) -> str | None:
 def _report(args) -> int:
     from blocks import open_warehouse
     from blocks.warehouse import BLOCKS
-    from meterflow.report import write_report
+    from meterflow.reporting.report import write_report
 
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
     if end <= start:
@@ -486,8 +486,8 @@ def _backfill(args) -> int:
 
     from flows.backfill import backfill, record_for
     from flows.summary import errors, run_errors
-    from meterflow.backfill import chunks
-    from meterflow.timeutil import HourWindow
+    from meterflow.collection.backfill import chunks
+    from meterflow.common.timeutil import HourWindow
 
     _check_window(args)
     window = HourWindow.parse(args.start, args.end)
@@ -664,9 +664,9 @@ def _mrv_resolve(args) -> int:
 
 def _migrate(args) -> int:
     from blocks.storage import open_storage, participant_ids
-    from meterflow.migrate import migrate
-    from meterflow.participant_xml import load_participant
-    from meterflow.storage import CONFIG_KEY
+    from meterflow.collection.migrate import migrate
+    from meterflow.common.storage import CONFIG_KEY
+    from meterflow.configuration.participant_xml import load_participant
 
     for pid in args.participants or participant_ids(args.data_root):
         storage = open_storage(args.data_root, pid)

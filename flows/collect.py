@@ -17,10 +17,8 @@ from prefect.futures import wait
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.naming import participant_window
-from meterflow.config import Participant
-from meterflow.errors import MeterflowError
-from meterflow.plan import MeterWindow
-from meterflow.shards import (
+from meterflow.collection.plan import MeterWindow
+from meterflow.collection.shards import (
     DEFAULT_SHARD_SIZE,
     MeterOutcome,
     ShardReport,
@@ -30,7 +28,9 @@ from meterflow.shards import (
     shard_windows,
     windows_of,
 )
-from meterflow.timeutil import HourWindow
+from meterflow.common.errors import MeterflowError
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.config import Participant
 from tasks.collect import collect_shard as collect_shard_task
 from tasks.collect import merge_runs, plan_participant
 from tasks.participants import validate_participant

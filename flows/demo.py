@@ -24,8 +24,8 @@ from emulators.solcast import SolcastEmulator
 from emulators.wattwatchers import WattwatchersEmulator
 from flows.dispatch import dispatch
 from flows.summary import show_dispatch, wide_console
-from meterflow import demo_data
-from meterflow.timeutil import HourWindow
+from meterflow.common import demo_data
+from meterflow.common.timeutil import HourWindow
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.queries import property_summary
 

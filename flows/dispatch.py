@@ -17,9 +17,9 @@ from prefect.runtime import flow_run
 from blocks.storage import participant_ids
 from flows.collect import SHARD_DEPLOYMENT, Mode, collect_participant, shard_runner
 from flows.mrv import mrv
-from meterflow.errors import MeterflowError
-from meterflow.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
-from meterflow.timeutil import HourWindow, floor_hour
+from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
+from meterflow.common.errors import MeterflowError
+from meterflow.common.timeutil import HourWindow, floor_hour
 from tasks.collect import plan_participant
 from tasks.participants import validate_participant
 from tasks.warehouse import load_changes, report_due, report_window

@@ -24,8 +24,8 @@ from prefect.settings import get_current_settings
 from blocks import GuardianPolicy, open_warehouse
 from blocks.resolve import BLOCK_TYPES
 from blocks.storage import ParticipantStorage, block_name, open_storage, participant_ids
-from meterflow.participants import read_configuration
-from meterflow.storage import CONFIG_KEY
+from meterflow.common.storage import CONFIG_KEY
+from meterflow.configuration.participants import read_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,8 +17,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
+from meterflow.common.timeutil import floor_hour
 from meterflow.mrv.run import RecordsNeedAction
-from meterflow.timeutil import floor_hour
 from tasks.mrv import run_mrv
 from tasks.participants import validate_participant
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect.runtime import flow_run
 
-from meterflow.timeutil import HourWindow
+from meterflow.common.timeutil import HourWindow
 
 
 def participant_window() -> str:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.dispatch import DispatchFailed
-from meterflow.errors import MeterflowError
+from meterflow.common.errors import MeterflowError
 
 COUNTS = ("files_new", "hours_new", "hours_cached", "hours_missing")
 

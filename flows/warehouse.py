@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.naming import participant_window
-from meterflow.timeutil import HourWindow
+from meterflow.common.timeutil import HourWindow
 from tasks.participants import validate_participant
 from tasks.warehouse import aggregate_window, load_window
 

@@ -11,10 +11,10 @@ from prefect import get_run_logger, task
 from blocks import access_for, s3_client_for
 from blocks.storage import open_storage
 from connectors import CONNECTOR_TYPES, connector_for
-from meterflow import collect
-from meterflow.config import Meter, Participant
-from meterflow.plan import MeterWindow, plan_meters
-from meterflow.shards import ShardReport
+from meterflow.collection import collect
+from meterflow.collection.plan import MeterWindow, plan_meters
+from meterflow.collection.shards import ShardReport
+from meterflow.configuration.config import Meter, Participant
 
 
 @task(task_run_name="plan/{participant.id}/{window}")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from prefect import get_run_logger, task
 
 from blocks import load_policy, open_warehouse
-from meterflow.config import Participant
-from meterflow.http import Caller
+from meterflow.common.http import Caller
+from meterflow.configuration.config import Participant
 from meterflow.mrv.guardian import GuardianClient
 from meterflow.mrv.run import MrvOutcome, extract_and_verify, outcome, submit_pending, waiting
 from meterflow.mrv.store import NEEDS_ACTION, MrvStore

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import task
 
 from blocks.storage import open_storage
-from meterflow.config import Participant
-from meterflow.participants import read_configuration
+from meterflow.configuration.config import Participant
+from meterflow.configuration.participants import read_configuration
 
 
 @task(task_run_name="validate/{participant_id}")

@@ -10,11 +10,11 @@ from prefect import task
 
 from blocks import open_warehouse
 from blocks.storage import open_storage
-from meterflow.backfill import chunks
-from meterflow.catalog import read_catalog
-from meterflow.config import Participant
-from meterflow.report import latest_report_due, write_latest_report
-from meterflow.timeutil import HourWindow
+from meterflow.collection.backfill import chunks
+from meterflow.collection.catalog import read_catalog
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.config import Participant
+from meterflow.reporting.report import latest_report_due, write_latest_report
 from meterflow.warehouse import LoadCounts, loads
 
 

@@ -13,7 +13,7 @@ from gcp_storage_emulator.server import create_server
 from moto.server import ThreadedMotoServer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from meterflow.storage import LocalStorage
+from meterflow.common.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MF_SHARED_DATA", ROOT.parent / "shared" / "data"))

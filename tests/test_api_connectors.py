@@ -14,12 +14,12 @@ from connectors import connector_for
 from emulators.openmeteo import OpenMeteoEmulator
 from emulators.solcast import SolcastEmulator
 from emulators.wattwatchers import WattwatchersEmulator
-from meterflow.collect import collect_meter
-from meterflow.hourly_store import read_hours
-from meterflow.http import Caller, HttpClient, SourceRejected
-from meterflow.participant_xml import load_participant
-from meterflow.sources import SourceAccess
-from meterflow.timeutil import HourWindow
+from meterflow.collection.collect import collect_meter
+from meterflow.collection.sources import SourceAccess
+from meterflow.common.http import Caller, HttpClient, SourceRejected
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.participant_xml import load_participant
+from meterflow.hours.hourly_store import read_hours
 
 WW_KEY = "key_" + "0123456789abcdef" * 2
 SOLCAST_KEY = "sc-" + "f00dfeedcafe" * 3

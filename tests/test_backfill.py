@@ -14,10 +14,10 @@ import duckdb
 import pytest
 
 from flows.backfill import backfill
-from meterflow import demo_data
-from meterflow.backfill import BackfillRecord
-from meterflow.storage import LocalStorage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.backfill import BackfillRecord
+from meterflow.common import demo_data
+from meterflow.common.storage import LocalStorage
+from meterflow.common.timeutil import HourWindow
 
 METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
 WINDOW = HourWindow(datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 4, 7, tzinfo=UTC))

@@ -20,13 +20,14 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from emulators.bigquery import BigQueryEmulator
-from meterflow import demo_data, report
-from meterflow.cloud_storage import GcsStorage
-from meterflow.hourly_store import DAY_SCHEMA, day_key, empty_day, upsert_day
-from meterflow.participant_xml import load_participant
-from meterflow.storage import LocalStorage
-from meterflow.timeutil import HourWindow
-from meterflow.units import STANDARD_UNIT
+from meterflow.common import demo_data
+from meterflow.common.cloud_storage import GcsStorage
+from meterflow.common.storage import LocalStorage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.participant_xml import load_participant
+from meterflow.hours.hourly_store import DAY_SCHEMA, day_key, empty_day, upsert_day
+from meterflow.reporting import report
+from meterflow.standardisation.units import STANDARD_UNIT
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.backend import StoredRows
 from meterflow.warehouse.bigquery import BigQueryWarehouse

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from meterflow import demo_data
-from meterflow.timeutil import HourWindow
+from meterflow.common import demo_data
+from meterflow.common.timeutil import HourWindow
 
 METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
 DAY = HourWindow(datetime(2026, 4, 3, tzinfo=UTC), datetime(2026, 4, 4, tzinfo=UTC))

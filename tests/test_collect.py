@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from connectors import connector_for
-from meterflow.aggregate import aggregate_changes
-from meterflow.catalog import archived
-from meterflow.collect import collect_meter, window_key
-from meterflow.hourly_store import read_hours, read_ledger
-from meterflow.participant_xml import load_participant
-from meterflow.timeutil import HourWindow
+from meterflow.aggregation.aggregate import aggregate_changes
+from meterflow.collection.catalog import archived
+from meterflow.collection.collect import collect_meter, window_key
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.participant_xml import load_participant
+from meterflow.hours.hourly_store import read_hours, read_ledger
 
 CONFIG = """<participant id="acme" name="Acme">
   <properties>

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from meterflow.errors import ConfigError
-from meterflow.participant_xml import MAX_BYTES, load_participant
-from meterflow.participants import read_configuration
-from meterflow.storage import CONFIG_KEY, LocalStorage
+from meterflow.common.errors import ConfigError
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
+from meterflow.configuration.participant_xml import MAX_BYTES, load_participant
+from meterflow.configuration.participants import read_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "configs" / "examples").glob("*.xml"))

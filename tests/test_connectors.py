@@ -15,9 +15,9 @@ import pytest
 from connectors.csv import parse_csv
 from connectors.nem12 import parse_nem12
 from connectors.push import parse_push
-from meterflow.collect import standardise_meter
-from meterflow.config import CsvFormat, CsvSettings, Meter, Nem12Settings
-from meterflow.errors import SourceDataError
+from meterflow.collection.collect import standardise_meter
+from meterflow.common.errors import SourceDataError
+from meterflow.configuration.config import CsvFormat, CsvSettings, Meter, Nem12Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 METERFLOW = ROOT / ".venv" / "bin" / "meterflow"

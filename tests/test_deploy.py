@@ -22,12 +22,12 @@ from prefect.flows import load_flow_from_entrypoint
 
 from emulators.google_oauth import GoogleOAuthEmulator
 from flows.collect import collect_participant
-from meterflow.fleets import csv_meter, participant_xml
-from meterflow.participants import read_configuration
-from meterflow.plan import MeterWindow
-from meterflow.shards import failures
-from meterflow.storage import CONFIG_KEY, LocalStorage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.plan import MeterWindow
+from meterflow.collection.shards import failures
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.fleets import csv_meter, participant_xml
+from meterflow.configuration.participants import read_configuration
 from tests.processes import ROOT, prefect_cli, prefect_server, start_worker, talking_to
 
 DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]

@@ -25,12 +25,12 @@ from flows.collect import collect
 from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
 from flows.dispatch import dispatch
 from flows.mrv import mrv
-from meterflow import demo_data
-from meterflow.catalog import read_catalog
-from meterflow.fleets import csv_meter, participant_xml
-from meterflow.participants import read_configuration
-from meterflow.storage import CONFIG_KEY, LocalStorage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.catalog import read_catalog
+from meterflow.common import demo_data
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.fleets import csv_meter, participant_xml
+from meterflow.configuration.participants import read_configuration
 
 METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
 # Three days around the end of daylight saving in Sydney and Melbourne (5 April 2026).

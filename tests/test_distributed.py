@@ -27,8 +27,8 @@ from sqlalchemy.engine import URL
 
 from blocks import WattwatchersCredentials
 from emulators.wattwatchers import WattwatchersEmulator
-from meterflow.fleets import participant_xml, wattwatchers_meter
-from meterflow.storage import CONFIG_KEY, LocalStorage
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
+from meterflow.configuration.fleets import participant_xml, wattwatchers_meter
 from tests.processes import (
     Process,
     prefect_cli,

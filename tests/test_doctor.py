@@ -15,7 +15,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 
 from blocks import WattwatchersCredentials
 from flows.doctor import run_checks
-from meterflow.storage import CONFIG_KEY, LocalStorage
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from tests.processes import ROOT, prefect_server, talking_to
 
 CONFIG = """<participant id="doc" name="Doc">

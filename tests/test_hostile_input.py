@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 
 from connectors import connector_for
-from meterflow.catalog import archived
-from meterflow.collect import collect_meter
-from meterflow.errors import ConfigError
-from meterflow.hourly_store import read_hours
-from meterflow.participant_xml import load_participant
-from meterflow.storage import LocalStorage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.catalog import archived
+from meterflow.collection.collect import collect_meter
+from meterflow.common.errors import ConfigError
+from meterflow.common.storage import LocalStorage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.participant_xml import load_participant
+from meterflow.hours.hourly_store import read_hours
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.loads import load_window
 

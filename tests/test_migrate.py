@@ -15,8 +15,8 @@ import duckdb
 import pytest
 
 from flows.demo import demo_sources
-from meterflow import demo_data
-from meterflow.storage import LocalStorage
+from meterflow.common import demo_data
+from meterflow.common.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"

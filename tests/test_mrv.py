@@ -20,13 +20,13 @@ from blocks import GuardianPolicy
 from emulators.guardian import GuardianEmulator
 from flows.cli import main
 from flows.mrv import mrv
-from meterflow.http import Caller
+from meterflow.common.http import Caller
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
+from meterflow.configuration.participant_xml import load_participant
 from meterflow.mrv.document import Policy, public_key, verify_signature
 from meterflow.mrv.guardian import GuardianClient, Unreadable, parse_documents_page
 from meterflow.mrv.run import extract_and_verify, submit_pending
 from meterflow.mrv.store import MrvStore, job_overview, needing_action
-from meterflow.participant_xml import load_participant
-from meterflow.storage import CONFIG_KEY, LocalStorage
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.loads import load_configuration, load_emission_factors, load_meter_hours
 

@@ -17,11 +17,11 @@ from blocks.storage import ParticipantStorage, open_storage, participant_ids
 from emulators.google_oauth import GoogleOAuthEmulator
 from flows.dispatch import dispatch
 from flows.doctor import storage_checks
-from meterflow.catalog import archived
-from meterflow.cloud_storage import GcsStorage, S3Storage
-from meterflow.errors import MeterflowError
-from meterflow.fleets import csv_meter, participant_xml
-from meterflow.storage import CONFIG_KEY, LocalStorage
+from meterflow.collection.catalog import archived
+from meterflow.common.cloud_storage import GcsStorage, S3Storage
+from meterflow.common.errors import MeterflowError
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
+from meterflow.configuration.fleets import csv_meter, participant_xml
 
 SERVICE_ACCOUNT = "meterflow-runs@meterflow-test.iam.gserviceaccount.com"
 PARTICIPANTS = {"s3-tenant": 1.0, "gcs-tenant": 2.0, "local-tenant": 3.0}

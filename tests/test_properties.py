@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from connectors.csv import parse_csv, parse_csv_files
 from connectors.push import parse_push
-from meterflow.collect import standardise_meter
-from meterflow.config import CsvFormat, Meter, PushSettings
-from meterflow.errors import MeterflowError
-from meterflow.participant_xml import load_participant
-from meterflow.plausibility import check_readings
+from meterflow.collection.collect import standardise_meter
+from meterflow.common.errors import MeterflowError
+from meterflow.configuration.config import CsvFormat, Meter, PushSettings
+from meterflow.configuration.participant_xml import load_participant
+from meterflow.standardisation.plausibility import check_readings
 
 EXAMPLES = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NOW = datetime(2026, 4, 3, tzinfo=UTC)

@@ -13,13 +13,13 @@ from pydantic import SecretStr
 from connectors import CONNECTOR_TYPES, connector_for
 from emulators.openmeteo import OpenMeteoEmulator
 from emulators.wattwatchers import WattwatchersEmulator
-from meterflow.catalog import archived
-from meterflow.collect import collect_meter
-from meterflow.hourly_store import read_hours
-from meterflow.participant_xml import load_participant
-from meterflow.plan import plan_meters
-from meterflow.sources import SourceAccess
-from meterflow.timeutil import HourWindow
+from meterflow.collection.catalog import archived
+from meterflow.collection.collect import collect_meter
+from meterflow.collection.plan import plan_meters
+from meterflow.collection.sources import SourceAccess
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.participant_xml import load_participant
+from meterflow.hours.hourly_store import read_hours
 
 KEY = "key_" + "5e771e" * 6
 DEVICE = "D123456789012"

@@ -10,12 +10,12 @@ from moto.server import ThreadedMotoServer
 from prefect_aws import AwsCredentials
 
 from connectors import connector_for
-from meterflow.catalog import archived
-from meterflow.collect import collect_meter
-from meterflow.hourly_store import read_hours
-from meterflow.http import SourceRejected
-from meterflow.participant_xml import load_participant
-from meterflow.timeutil import HourWindow
+from meterflow.collection.catalog import archived
+from meterflow.collection.collect import collect_meter
+from meterflow.common.http import SourceRejected
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.participant_xml import load_participant
+from meterflow.hours.hourly_store import read_hours
 from tests.test_collect import interval_export
 
 SECRET = "s3cr3t/" + "K" * 33

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 
 from connectors.csv import parse_csv
-from meterflow.collect import standardise_meter
-from meterflow.config import CsvSettings, Meter
-from meterflow.errors import SourceDataError
-from meterflow.readings import SourceReadings
-from meterflow.standardise import standardise
+from meterflow.collection.collect import standardise_meter
+from meterflow.common.errors import SourceDataError
+from meterflow.configuration.config import CsvSettings, Meter
+from meterflow.standardisation.readings import SourceReadings
+from meterflow.standardisation.standardise import standardise
 
 
 def utc(*stamps: str) -> pd.Series:

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from meterflow.errors import InvalidIdentifier
-from meterflow.storage import LocalStorage
+from meterflow.common.errors import InvalidIdentifier
+from meterflow.common.storage import LocalStorage
 
 
 def test_write_read_list_delete(storage):

@@ -11,11 +11,11 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
 
-from meterflow.cloud_storage import GcsStorage, S3Storage
-from meterflow.errors import InvalidIdentifier
-from meterflow.hourly_store import empty_day
-from meterflow.rawlog import Payload, RunWriter, read_run
-from meterflow.storage import LocalStorage
+from meterflow.collection.rawlog import Payload, RunWriter, read_run
+from meterflow.common.cloud_storage import GcsStorage, S3Storage
+from meterflow.common.errors import InvalidIdentifier
+from meterflow.common.storage import LocalStorage
+from meterflow.hours.hourly_store import empty_day
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import pytest
 from blocks import PostgresWarehouseBlock
 from flows.demo import demo_sources
 from flows.dispatch import dispatch
-from meterflow import demo_data
-from meterflow.errors import MeterflowError
-from meterflow.participant_xml import load_participant
-from meterflow.timeutil import HourWindow
+from meterflow.common import demo_data
+from meterflow.common.errors import MeterflowError
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.participant_xml import load_participant
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.loads import (
     load_calendar,
@@ -151,7 +151,7 @@ def test_carbon_is_energy_times_the_factor_valid_at_that_hour(tmp_path, monkeypa
         "AU,NSW,2025-07-01,2026-04-04,NGA 2025,0.64,0.04,test\n"
         "AU,NSW,2026-04-05,,NGA 2026,0.60,0.04,test\n"
     )
-    monkeypatch.setattr("meterflow.emission_factors.CONFIGS", configs)
+    monkeypatch.setattr("meterflow.aggregation.emission_factors.CONFIGS", configs)
     participant = load_participant(demo_data.EXAMPLES / "acme.xml")
     hours = pd.date_range("2026-04-04T10:00Z", periods=6, freq="h")  # 21:00..02:00 Sydney
     with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:

@@ -17,7 +17,7 @@ from datetime import datetime
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from meterflow.errors import MeterflowError
+from meterflow.common.errors import MeterflowError
 from meterflow.mrv.store import Record
 
 JWS_HEADER = {"alg": "EdDSA", "b64": False, "crit": ["b64"]}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from meterflow.config import Meter, Participant
+from meterflow.common.timeutil import parse_zone, warehouse_time
+from meterflow.configuration.config import Meter, Participant
 from meterflow.mrv.periods import Period
-from meterflow.timeutil import parse_zone, warehouse_time
 from meterflow.warehouse.backend import Warehouse
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
 
-from meterflow.http import Caller, HttpClient, Limiter, SourceRejected, SourceUnavailable
+from meterflow.common.http import Caller, HttpClient, Limiter, SourceRejected, SourceUnavailable
 from meterflow.mrv.document import Policy
 from meterflow.mrv.store import Readback
 

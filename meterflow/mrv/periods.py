@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from meterflow.config import MrvJob
+from meterflow.configuration.config import MrvJob
 
 FREQUENCY = {"1h": "h", "1d": "D", "1mo": "MS"}
 

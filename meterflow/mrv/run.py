@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from meterflow.config import Participant
-from meterflow.errors import MeterflowError
+from meterflow.common.errors import MeterflowError
+from meterflow.configuration.config import Participant
 from meterflow.mrv.extract import Extraction, extract, record_id
 from meterflow.mrv.guardian import GuardianClient
 from meterflow.mrv.periods import due_periods

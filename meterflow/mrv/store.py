@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from meterflow.config import Meter, MrvJob, Participant
-from meterflow.errors import MeterflowError
+from meterflow.common.errors import MeterflowError
+from meterflow.common.timeutil import warehouse_time
+from meterflow.configuration.config import Meter, MrvJob, Participant
 from meterflow.mrv.extract import Extraction
 from meterflow.mrv.periods import Period
-from meterflow.timeutil import warehouse_time
 from meterflow.warehouse.backend import SqlWarehouse, Warehouse
 
 # Which status may follow which. `needs_review` and `rejected` wait for a person (or a new

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from meterflow.http import SourceRejected, SourceUnavailable
+from meterflow.common.http import SourceRejected, SourceUnavailable
 from meterflow.mrv.document import build, document_id, sign
 from meterflow.mrv.guardian import GuardianClient, Unreadable
 from meterflow.mrv.store import MrvStore, Record

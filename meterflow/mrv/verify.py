@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meterflow.config import MrvJob
+from meterflow.configuration.config import MrvJob
 from meterflow.mrv.extract import Extraction
 
 

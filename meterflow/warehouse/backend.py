@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from meterflow.ids import check_identifier
+from meterflow.configuration.ids import check_identifier
 from meterflow.warehouse.schema import TABLES, TYPES
 from meterflow.warehouse.views import view_statements
 

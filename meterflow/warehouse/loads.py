@@ -6,13 +6,13 @@ from datetime import datetime
 
 import pandas as pd
 
-from meterflow.aggregate import PROPERTY_COLUMNS, aggregate_rows
-from meterflow.calendar import calendar_rows
-from meterflow.config import Participant
-from meterflow.emission_factors import read_factors, refuse_silent_changes
-from meterflow.hourly_store import DAY_SCHEMA, day_key, read_days
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow, merge_windows, warehouse_time
+from meterflow.aggregation.aggregate import PROPERTY_COLUMNS, aggregate_rows
+from meterflow.aggregation.calendar import calendar_rows
+from meterflow.aggregation.emission_factors import read_factors, refuse_silent_changes
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HourWindow, merge_windows, warehouse_time
+from meterflow.configuration.config import Participant
+from meterflow.hours.hourly_store import DAY_SCHEMA, day_key, read_days
 from meterflow.warehouse.backend import LoadCounts, StoredRows, Warehouse, prepare
 from meterflow.warehouse.schema import TABLES
 

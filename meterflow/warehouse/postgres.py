@@ -8,7 +8,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql as pgsql
 
-from meterflow.ids import check_identifier
+from meterflow.configuration.ids import check_identifier
 from meterflow.warehouse.backend import SqlWarehouse
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from meterflow.timeutil import HourWindow, warehouse_time
+from meterflow.common.timeutil import HourWindow, warehouse_time
 from meterflow.warehouse.backend import Warehouse
 
 

@@ -11,7 +11,7 @@ never rewritten, holding
   configurations, export files seen), so a flow lost before it merged the run can be finished.
 
 A run writes one object however many meters and payloads it has: O(runs), not O(meters x days).
-The participant's catalog (meterflow.catalog) indexes the payloads by meter and span.
+The participant's catalog (meterflow.collection.catalog) indexes the payloads by meter and span.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from meterflow.readings import from_arrow
-from meterflow.storage import Entry, Storage
+from meterflow.common.storage import Entry, Storage
+from meterflow.standardisation.readings import from_arrow
 
 PREFIX = "raw/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")

@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from meterflow.config import Meter
-from meterflow.readings import HOURLY_COLUMNS, empty_hourly, from_arrow
-from meterflow.storage import Storage
+from meterflow.common.storage import Storage
+from meterflow.configuration.config import Meter
+from meterflow.standardisation.readings import HOURLY_COLUMNS, empty_hourly, from_arrow
 
 PROVENANCE_COLUMNS = ["fetch", "made_with"]
 DAY_COLUMNS = ["meter_id", *HOURLY_COLUMNS, *PROVENANCE_COLUMNS]

@@ -17,7 +17,9 @@ from pathlib import Path
 import xmlschema
 from lxml import etree
 
-from meterflow.config import (
+from meterflow.common.errors import ConfigError, ConfigIssue
+from meterflow.common.timeutil import parse_zone
+from meterflow.configuration.config import (
     WEATHER_VARIABLES,
     CsvFormat,
     CsvSettings,
@@ -34,12 +36,10 @@ from meterflow.config import (
     WattwatchersSettings,
     WeatherSettings,
 )
-from meterflow.errors import ConfigError, ConfigIssue
-from meterflow.plausibility import ENERGY_TYPES
-from meterflow.timeutil import parse_zone
-from meterflow.units import ACCEPTED_QUANTITIES, quantity
+from meterflow.standardisation.plausibility import ENERGY_TYPES
+from meterflow.standardisation.units import ACCEPTED_QUANTITIES, quantity
 
-XSD_PATH = Path(__file__).resolve().parent.parent / "configs" / "participant.xsd"
+XSD_PATH = Path(__file__).resolve().parents[2] / "configs" / "participant.xsd"
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 12
 

@@ -22,14 +22,14 @@ from datetime import UTC, datetime
 import pandas as pd
 import pyarrow.parquet as pq
 
-from meterflow.catalog import Catalog, MeterState, read_catalog, write_catalog
-from meterflow.collect import merge
-from meterflow.config import Participant
-from meterflow.errors import MeterflowError
-from meterflow.hourly_store import DAY_COLUMNS, empty_day
-from meterflow.rawlog import Payload, RunWriter
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
+from meterflow.collection.catalog import Catalog, MeterState, read_catalog, write_catalog
+from meterflow.collection.collect import merge
+from meterflow.collection.rawlog import Payload, RunWriter
+from meterflow.common.errors import MeterflowError
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.config import Participant
+from meterflow.hours.hourly_store import DAY_COLUMNS, empty_day
 
 _SPAN = "%Y%m%dT%H%M"
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from google.api_core.exceptions import NotFound
 
-from meterflow.ids import check_identifier, check_key, is_key
-from meterflow.storage import Entry
+from meterflow.common.storage import Entry
+from meterflow.configuration.ids import check_identifier, check_key, is_key
 
 
 class S3Storage:

@@ -17,19 +17,19 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from meterflow.catalog import Catalog, MeterState, read_everything
-from meterflow.config import Meter, Participant
-from meterflow.errors import SourceDataError
-from meterflow.hourly_store import DAY_COLUMNS, changed_rows, empty_day, read_day
-from meterflow.http import SourceDeferred
-from meterflow.intake import new_records, quarantine, quarantine_key, read_payload
-from meterflow.plausibility import check_batch
-from meterflow.rawlog import Payload, RunReader, RunWriter
-from meterflow.readings import SourceReadings, empty_hourly, nanoseconds
-from meterflow.standardise import MeterSettings, standardise_meters
-from meterflow.storage import Storage
-from meterflow.timeutil import HOUR, HourWindow, floor_hour
-from meterflow.units import standard_unit, to_standard
+from meterflow.collection.catalog import Catalog, MeterState, read_everything
+from meterflow.collection.intake import new_records, quarantine, quarantine_key, read_payload
+from meterflow.collection.rawlog import Payload, RunReader, RunWriter
+from meterflow.common.errors import SourceDataError
+from meterflow.common.http import SourceDeferred
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HOUR, HourWindow, floor_hour
+from meterflow.configuration.config import Meter, Participant
+from meterflow.hours.hourly_store import DAY_COLUMNS, changed_rows, empty_day, read_day
+from meterflow.standardisation.plausibility import check_batch
+from meterflow.standardisation.readings import SourceReadings, empty_hourly, nanoseconds
+from meterflow.standardisation.standardise import MeterSettings, standardise_meters
+from meterflow.standardisation.units import standard_unit, to_standard
 
 # Payloads around new data that are re-read so that registers difference across file borders.
 CONTEXT = timedelta(days=2)

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from meterflow.storage import CONFIG_KEY, LocalStorage, Storage
-from meterflow.timeutil import HourWindow
+from meterflow.common.storage import CONFIG_KEY, LocalStorage, Storage
+from meterflow.common.timeutil import HourWindow
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "configs" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "configs" / "examples"
 WINDOW = HourWindow(datetime(2026, 3, 30, tzinfo=UTC), datetime(2026, 4, 13, tzinfo=UTC))
 SEED = 2026
 

@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from meterflow.batch import Days
-from meterflow.catalog import Catalog, read_catalog
-from meterflow.collect import Connector, MeterWindow
-from meterflow.config import Meter, Participant
-from meterflow.storage import Storage
-from meterflow.timeutil import HOUR, HourWindow
+from meterflow.collection.batch import Days
+from meterflow.collection.catalog import Catalog, read_catalog
+from meterflow.collection.collect import Connector, MeterWindow
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HOUR, HourWindow
+from meterflow.configuration.config import Meter, Participant
 
 __all__ = ["MeterWindow", "plan_meters"]
 
@@ -27,8 +27,8 @@ def plan_meters(
 
     A backlog collapses into one contiguous span per meter. Meters whose connector polls (files,
     inboxes) are always planned over the whole window, since new data may arrive for any hour.
-    An incomplete hour stays due until it settles (meterflow.catalog); then it is final. Each
-    day file is read once for all meters.
+    An incomplete hour stays due until it settles (meterflow.collection.catalog); then it is
+    final. Each day file is read once for all meters.
     """
     catalog = catalog or read_catalog(storage)
     days = Days(storage)

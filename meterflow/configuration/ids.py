@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from meterflow.errors import InvalidIdentifier
+from meterflow.common.errors import InvalidIdentifier
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _KEY_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.=+-]{0,199}")

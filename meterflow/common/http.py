@@ -23,9 +23,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
-from meterflow.errors import MeterflowError
+from meterflow.common.errors import MeterflowError
 
-log = logging.getLogger("meterflow.http")
+log = logging.getLogger("meterflow.common.http")
 _SECRET_PARAMS = re.compile(r"(api_?key|key|token|secret|password|signature)", re.IGNORECASE)
 REDACTED = "***"
 

@@ -13,7 +13,7 @@ from functools import cache
 import holidays
 import pandas as pd
 
-from meterflow.config import Property
+from meterflow.configuration.config import Property
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 

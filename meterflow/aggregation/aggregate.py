@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from meterflow.config import Participant
-from meterflow.hourly_store import read_days
-from meterflow.readings import QUALITY_RANK, worst_quality
-from meterflow.storage import Storage
-from meterflow.units import STANDARD_UNIT
+from meterflow.common.storage import Storage
+from meterflow.configuration.config import Participant
+from meterflow.hours.hourly_store import read_days
+from meterflow.standardisation.readings import QUALITY_RANK, worst_quality
+from meterflow.standardisation.units import STANDARD_UNIT
 
 PROPERTY_COLUMNS = [
     "property_id",

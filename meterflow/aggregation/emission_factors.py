@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from meterflow.errors import MeterflowError
+from meterflow.common.errors import MeterflowError
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KEY = ["country", "region", "valid_from", "edition"]
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from meterflow.errors import InvalidIdentifier
-from meterflow.ids import check_identifier, check_key, is_key
+from meterflow.common.errors import InvalidIdentifier
+from meterflow.configuration.ids import check_identifier, check_key, is_key
 
 CONFIG_KEY = "config/participant.xml"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meterflow.collect import CollectResult, MeterWindow
-from meterflow.errors import MeterflowError
-from meterflow.timeutil import HOUR, HourWindow
+from meterflow.collection.collect import CollectResult, MeterWindow
+from meterflow.common.errors import MeterflowError
+from meterflow.common.timeutil import HOUR, HourWindow
 
 DEFAULT_SHARD_SIZE = 100
 

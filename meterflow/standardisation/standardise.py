@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from meterflow.readings import (
+from meterflow.standardisation.readings import (
     HOURLY_COLUMNS,
     QUALITY_RANK,
     SourceReadings,
@@ -28,7 +28,7 @@ from meterflow.readings import (
     nanoseconds,
     worst_quality,
 )
-from meterflow.units import STANDARD_UNIT, quantity, standard_unit, to_standard
+from meterflow.standardisation.units import STANDARD_UNIT, quantity, standard_unit, to_standard
 
 HOUR_NS = 3_600_000_000_000
 DIP_TOLERANCE = 0.9

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from meterflow.units import STANDARD_UNIT, DataType
+from meterflow.standardisation.units import STANDARD_UNIT, DataType
 
 AggregationMethod = Literal["sum", "mean", "max", "min"]
 
@@ -153,8 +153,8 @@ class Meter(Frozen):
     device_id: str | None = None
     role: Literal["main", "submeter"] = "main"
     jobs: tuple[MrvJob, ...] = ()
-    # Plausibility overrides (meterflow.plausibility): energy types take a rated maximum and a
-    # bidirectional flag, the others a range in their standard unit.
+    # Plausibility overrides (meterflow.standardisation.plausibility): energy types take a rated
+    # maximum and a bidirectional flag, the others a range in their standard unit.
     rated_kw: float | None = None
     bidirectional: bool | None = None
     min_value: float | None = None

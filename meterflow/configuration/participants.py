@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from meterflow.config import Participant
-from meterflow.errors import ConfigError, ConfigIssue
-from meterflow.ids import IDENTIFIER
-from meterflow.participant_xml import load_participant
-from meterflow.storage import CONFIG_KEY, Storage
+from meterflow.common.errors import ConfigError, ConfigIssue
+from meterflow.common.storage import CONFIG_KEY, Storage
+from meterflow.configuration.config import Participant
+from meterflow.configuration.ids import IDENTIFIER
+from meterflow.configuration.participant_xml import load_participant
 
 
 def list_participants(data_root: str | Path) -> list[str]:

@@ -11,8 +11,8 @@ import hashlib
 import json
 from datetime import timedelta
 
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HourWindow
 
 
 def chunks(window: HourWindow, days: int) -> list[HourWindow]:

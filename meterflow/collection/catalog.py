@@ -29,11 +29,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from meterflow.errors import MeterflowError
-from meterflow.rawlog import PAYLOAD_SCHEMA, RunReader, zipped
-from meterflow.readings import from_arrow
-from meterflow.storage import Storage
-from meterflow.timeutil import HourWindow, merge_windows
+from meterflow.collection.rawlog import PAYLOAD_SCHEMA, RunReader, zipped
+from meterflow.common.errors import MeterflowError
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HourWindow, merge_windows
+from meterflow.standardisation.readings import from_arrow
 
 PREFIX = "state/catalog/"
 INDEX_SCHEMA = pa.schema(

@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from meterflow.config import Meter
-from meterflow.errors import SourceDataError
-from meterflow.readings import SourceReadings, nanoseconds
-from meterflow.units import STANDARD_UNIT, quantity, to_standard
+from meterflow.common.errors import SourceDataError
+from meterflow.configuration.config import Meter
+from meterflow.standardisation.readings import SourceReadings, nanoseconds
+from meterflow.standardisation.units import STANDARD_UNIT, quantity, to_standard
 
 FUTURE_TOLERANCE = timedelta(hours=1)
 # Solcast forecasts reach 14 days ahead; a day more for the time a forecast waits to be loaded.

@@ -1,9 +1,9 @@
 """Collect meter windows: fetch -> intake -> standardise hourly -> one raw run, no Prefect.
 
 A collection runs for a shard of meters and archives everything it fetched as one run object
-(meterflow.rawlog); `merge` then upserts the hours the runs made into the day files and records
-them in the catalog. A flow runs shards in parallel and merges them itself (it is the one writer
-of the participant's catalog and day files); `collect_meters` does both in one call.
+(meterflow.collection.rawlog); `merge` then upserts the hours the runs made into the day files
+and records them in the catalog. A flow runs shards in parallel and merges them itself (it is the
+one writer of the participant's catalog and day files); `collect_meters` does both in one call.
 
 The connector is passed in (connectors depend on the core, never the reverse). A connector's
 `fetch` is its only I/O; `parse` is pure, so the archive can be re-standardised at any time.
@@ -20,21 +20,21 @@ from typing import ClassVar, Protocol
 
 import pandas as pd
 
-from meterflow.batch import Collection, Work, standardise_many
-from meterflow.catalog import (
+from meterflow.collection.batch import Collection, Work, standardise_many
+from meterflow.collection.catalog import (
     INDEX_SCHEMA,
     Catalog,
     MeterState,
     read_catalog,
     write_catalog,
 )
-from meterflow.config import Meter, Participant
-from meterflow.hourly_store import DAY_COLUMNS, empty_day, read_day, upsert_day
-from meterflow.intake import consume
-from meterflow.rawlog import PREFIX, Payload, RunWriter, read_run
-from meterflow.readings import SourceReadings, empty_hourly, from_arrow
-from meterflow.storage import Storage
-from meterflow.timeutil import HOUR, HourWindow
+from meterflow.collection.intake import consume
+from meterflow.collection.rawlog import PREFIX, Payload, RunWriter, read_run
+from meterflow.common.storage import Storage
+from meterflow.common.timeutil import HOUR, HourWindow
+from meterflow.configuration.config import Meter, Participant
+from meterflow.hours.hourly_store import DAY_COLUMNS, empty_day, read_day, upsert_day
+from meterflow.standardisation.readings import SourceReadings, empty_hourly, from_arrow
 
 # How long the catalog remembers a merged run (and so can load it if a flow lost its load).
 RUNS_KEPT = timedelta(days=62)
@@ -129,7 +129,7 @@ def collect_shard(
     is standardised again from its whole archive, so a fixed unit or channel takes effect at
     once (payloads its old configuration refused are judged again). Hours the source had a fair
     chance to fill are recorded as settled: they are not fetched again. The work is done in
-    batches across the shard's meters (meterflow.batch).
+    batches across the shard's meters (meterflow.collection.batch).
 
     `force_override` is for explicit reruns: True fetches the window again and rewrites its
     hours (a changed payload is archived beside the previous one, never over it); False makes

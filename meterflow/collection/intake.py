@@ -12,12 +12,12 @@ import json
 from dataclasses import replace
 from typing import Any, Protocol
 
-from meterflow.catalog import Catalog
-from meterflow.config import Meter
-from meterflow.errors import SourceDataError
-from meterflow.rawlog import Payload, RunReader, safe_name
-from meterflow.readings import SourceReadings
-from meterflow.storage import Storage
+from meterflow.collection.catalog import Catalog
+from meterflow.collection.rawlog import Payload, RunReader, safe_name
+from meterflow.common.errors import SourceDataError
+from meterflow.common.storage import Storage
+from meterflow.configuration.config import Meter
+from meterflow.standardisation.readings import SourceReadings
 
 
 class RecordConnector(Protocol):

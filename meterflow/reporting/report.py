@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from meterflow.timeutil import HOUR, HourWindow
+from meterflow.common.timeutil import HOUR, HourWindow
 from meterflow.warehouse.backend import Warehouse
 
 PALETTE = ["#1f6f8b", "#e07a5f", "#81b29a", "#f2cc8f", "#3d405b", "#9c6644"]

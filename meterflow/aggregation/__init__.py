@@ -1,0 +1,3 @@
+"""Aggregation: property-hours per data type with their context (local calendar, holidays, office
+hours, emission factors).
+"""

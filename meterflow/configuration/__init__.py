@@ -1,0 +1,1 @@
+"""Configuration: the participant XML, validated against the XSD, as models."""

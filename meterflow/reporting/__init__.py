@@ -1,0 +1,1 @@
+"""Reports: a participant's HTML report from the warehouse."""

@@ -1,0 +1,3 @@
+"""Standardisation: source readings to plausible hourly readings with quality and coverage, in
+standard units.
+"""
