@@ -6,11 +6,13 @@ energy per UTC day (the shape of a Wattwatchers or logger export). Same seed, sa
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import resource
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from connectors import CONNECTOR_TYPES, connector_for
-from meterflow.collection.collect import collect_meters
-from meterflow.collection.plan import plan_meters
-from meterflow.collection.shards import ShardReport
+from meterflow.collection.collect import collect_shard, merge
+from meterflow.collection.plan import MeterWindow, plan_meters
+from meterflow.collection.shards import DEFAULT_SHARD_SIZE, ShardReport, shard
 from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.config import Participant
 from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import list_participants, read_configuration
 from meterflow.warehouse import DuckDBWarehouse
@@ -54,22 +57,41 @@ def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWi
 
 
 def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
-    """Meterflow's domain code with no Prefect: what the dispatch flow orchestrates (reports
-    aside: they are rendered at most daily, not per dispatch)."""
-    for pid in list_participants(data_root):
-        storage = LocalStorage(data_root, pid)
-        participant = read_configuration(storage)
-        planned = plan_meters(
-            storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type]
-        )
-        report = ShardReport()
-        for result in collect_meters(
-            storage, participant, planned, lambda m, pid=pid: connector_for(m, pid)
-        ):
-            report.add(result)
-        if report.changed:
-            with DuckDBWarehouse(warehouse) as wh:
-                load_hours(wh, storage, participant, report.changed, datetime.now(UTC))
+    """Meterflow's domain code with no Prefect, distributed as the dispatch flow distributes it:
+    every participant's shards to a pool of worker processes (one per core), then each
+    participant's runs merged and loaded in this process as its shards finish (reports aside:
+    they are rendered at most daily, not per dispatch)."""
+    context = multiprocessing.get_context("spawn")  # as Prefect's process pool starts workers
+    with ProcessPoolExecutor(os.cpu_count(), mp_context=context) as pool:
+        started = []
+        for pid in list_participants(data_root):
+            storage = LocalStorage(data_root, pid)
+            participant = read_configuration(storage)
+            planned = plan_meters(
+                storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type]
+            )
+            shards = shard(planned, DEFAULT_SHARD_SIZE)
+            futures = [pool.submit(_collect, data_root, participant, s) for s in shards]
+            started.append((storage, participant, futures))
+        for storage, participant, futures in started:
+            report = ShardReport()
+            for future in futures:
+                report.merge(future.result())
+            now = datetime.now(UTC)
+            merge(storage, participant, report.runs, now)
+            if report.changed:
+                with DuckDBWarehouse(warehouse) as wh:
+                    load_hours(wh, storage, participant, report.changed, now)
+
+
+def _collect(data_root: Path, participant: Participant, planned: list[MeterWindow]) -> ShardReport:
+    """One shard in a worker process: what the collect task does, summary and run key back."""
+    storage = LocalStorage(data_root, participant.id)
+    run = collect_shard(storage, participant, planned, lambda m: connector_for(m, participant.id))
+    report = ShardReport(runs=[run.run_key] if run.run_key else [])
+    for result in run.results:
+        report.add(result)
+    return report
 
 
 # The plain one-pass job a data engineer would write over the same exports: no ledger, no

@@ -9,11 +9,13 @@ this run waits for them all. A failed shard is reported by name; the others stil
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.deployments import arun_deployment
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.naming import participant_window
@@ -58,42 +60,82 @@ def collect_participant(
 ) -> ShardReport:
     """Collect the planned meter windows in shards, locally or as runs of `shard_deployment`,
     then merge the shards' runs into the participant's day files and catalog."""
-    report = _run_shards(
+    started = start_shards(
         data_root, participant, planned, force_override, shard_size, mode, shard_deployment
     )
-    merge_runs(data_root, participant, report.runs)
-    return report
+    return started.finish()
 
 
-def _run_shards(
-    data_root, participant, planned, force_override, shard_size, mode, shard_deployment
-) -> ShardReport:
+@dataclass
+class StartedShards:
+    """A participant's shards, started: `finish` waits for them and merges their runs. A
+    dispatch starts every participant's shards first, so the pool's workers collect the next
+    participants while the flow merges and loads the first."""
+
+    data_root: str
+    participant: Participant
+    labels: list[str]
+    futures: list[PrefectFuture]
+    later: Callable[[], ShardReport] | None = None  # shards not submitted to the pool
+
+    def finish(self) -> ShardReport:
+        if self.later is not None:
+            report = self.later()
+        else:
+            wait(self.futures)
+            states = [future.state for future in self.futures]
+            report = _gather(self.participant.id, self.labels, states)
+        merge_runs(self.data_root, self.participant, report.runs)
+        return report
+
+
+def start_shards(
+    data_root: str,
+    participant: Participant,
+    planned: list[MeterWindow],
+    force_override: bool | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    mode: Mode = "local",
+    shard_deployment: str = SHARD_DEPLOYMENT,
+    inline: bool | None = None,
+) -> StartedShards:
+    """Submit the participant's shards to the flow's worker processes (`mode="local"`), or
+    prepare their deployment runs. `inline` runs them in this process when `finish` is called;
+    by default a lone shard runs inline (not worth starting worker processes for)."""
     shards = shard(planned, shard_size)
     labels = [shard_label(i, len(shards), s) for i, s in enumerate(shards)]
+    started = StartedShards(data_root, participant, labels, [])
     if mode == "deployments":
-        return asyncio.run(
+        started.later = lambda: asyncio.run(
             _run_shard_deployments(
                 shard_deployment, data_root, participant, shards, labels, force_override
             )
         )
-    if len(shards) == 1:  # not worth starting worker processes for
-        states = [
-            collect_shard_task(
-                data_root, participant, shards[0], labels[0], force_override, return_state=True
-            )
-        ]
+    elif inline if inline is not None else len(shards) == 1:
+        started.later = lambda: _run_inline(data_root, participant, shards, labels, force_override)
     else:
-        futures = [
+        started.futures = [
             collect_shard_task.submit(data_root, participant, s, label, force_override)
             for s, label in zip(shards, labels, strict=True)
         ]
-        wait(futures)
-        states = [future.state for future in futures]
+    return started
+
+
+def _run_inline(data_root, participant, shards, labels, force_override) -> ShardReport:
+    states = [
+        collect_shard_task(data_root, participant, s, label, force_override, return_state=True)
+        for s, label in zip(shards, labels, strict=True)
+    ]
+    return _gather(participant.id, labels, states)
+
+
+def _gather(participant_id: str, labels: list[str], states) -> ShardReport:
+    """The shards' reports as one; a shard that failed is an outcome naming it."""
     report = ShardReport()
     for label, state in zip(labels, states, strict=True):
         result = state.result(raise_on_failure=False)
         if isinstance(result, BaseException):
-            report.outcomes.append(MeterOutcome.failed(participant.id, label, result))
+            report.outcomes.append(MeterOutcome.failed(participant_id, label, result))
         else:
             report.merge(result)
     return report

@@ -15,7 +15,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from blocks.storage import participant_ids
-from flows.collect import SHARD_DEPLOYMENT, Mode, collect_participant, shard_runner
+from flows.collect import SHARD_DEPLOYMENT, Mode, shard_runner, start_shards
 from flows.mrv import mrv
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.common.errors import MeterflowError
@@ -81,6 +81,10 @@ def dispatch(
     ids = participants or participant_ids(data_root)
     logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
     outcomes: list[MeterOutcome] = []
+    # Each participant's shards go to the pool as soon as they are planned: its workers collect
+    # the next participants while this flow merges and loads the first. One participant's lone
+    # shard runs inline (not worth starting worker processes for).
+    started = []
     for participant_id in ids:
         try:
             participant = validate_participant(data_root, participant_id)
@@ -89,9 +93,15 @@ def dispatch(
             outcomes.append(MeterOutcome.failed(participant_id, "*", exc))
             continue
         planned = plan_participant(data_root, participant, window)
-        collection = collect_participant(
-            data_root, participant, planned, None, shard_size, mode, shard_deployment
+        inline = None if len(ids) == 1 else False
+        started.append(
+            start_shards(
+                data_root, participant, planned, None, shard_size, mode, shard_deployment, inline
+            )
         )
+    for shards_of in started:
+        participant, participant_id = shards_of.participant, shards_of.participant.id
+        collection = shards_of.finish()
         outcomes.extend(collection.outcomes)
         try:
             # What this run changed, and what an earlier run stored but never loaded.
