@@ -26,6 +26,7 @@ from meterflow.common.errors import ConfigError, ConfigIssue, MeterflowError, So
 from meterflow.common.timeutil import floor_hour, parse_zone
 from meterflow.configuration.config import Meter
 from meterflow.configuration.participant_xml import load_participant
+from meterflow.reporting.schedule import REPORT_EVERY_HOURS
 from meterflow.standardisation.readings import SourceReadings
 from meterflow.standardisation.units import STANDARD_UNIT, quantity
 
@@ -188,6 +189,12 @@ def _parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--data-root", default="data")
     dispatch.add_argument("--participant", action="append", dest="participants")
     dispatch.add_argument("--shard-size", type=_positive, default=DEFAULT_SHARD_SIZE)
+    dispatch.add_argument(
+        "--report-every-hours",
+        type=float,
+        default=REPORT_EVERY_HOURS,
+        help="render a participant's latest report when it is this old (0: after every load)",
+    )
 
     jobs = commands.add_parser("jobs", help="list MRV jobs, their last task and records")
     jobs.add_argument("--warehouse", default="data/warehouse.duckdb")
@@ -548,6 +555,7 @@ def _dispatch(args) -> int:
             data_root=args.data_root,
             participants=args.participants,
             shard_size=args.shard_size,
+            report_every_hours=args.report_every_hours,
             return_state=True,
         )
     rows = show_dispatch(out, state)

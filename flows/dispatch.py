@@ -20,14 +20,13 @@ from flows.mrv import mrv
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow, floor_hour
+from meterflow.reporting.schedule import REPORT_EVERY_HOURS
 from tasks.collect import plan_participant
 from tasks.participants import validate_participant
 from tasks.warehouse import load_changes, report_due, report_window
 
 # Without an explicit window, a dispatch covers the complete hours of the last day.
 LOOKBACK_HOURS = 24
-# Reports are documents of days: an hourly dispatch renders each at most once a day.
-REPORT_EVERY_HOURS = 24.0
 
 
 class DispatchFailed(MeterflowError):

@@ -14,7 +14,8 @@ from meterflow.collection.backfill import chunks
 from meterflow.collection.catalog import read_catalog
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.config import Participant
-from meterflow.reporting.report import latest_report_due, write_latest_report
+from meterflow.reporting.report import write_latest_report
+from meterflow.reporting.schedule import latest_report_due
 from meterflow.warehouse import LoadCounts, loads
 
 

@@ -301,13 +301,20 @@ class Collection:
                 "made_with": [w.current for w in todo],
             }
         )
-        archived = []
-        for w, start, end in zip(todo, ranges["start"], ranges["end"], strict=True):
-            context = self.catalog.payloads_of(w.meter.id, start - CONTEXT, end + CONTEXT)
-            if not context.empty:
-                for row in context.itertuples():
-                    data = self.reader.data(row.run_key, row.row)
-                    archived.append((w, Payload(row.name, data, row.source)))
+        around = ranges.assign(start=ranges["start"] - CONTEXT, end=ranges["end"] + CONTEXT)
+        context = self.catalog.payloads_within(around)
+        work_of = {w.meter.id: w for w in todo}
+        archived = [
+            (work_of[meter_id], Payload(name, self.reader.data(run_key, row), source))
+            for meter_id, name, source, run_key, row in zip(
+                context["meter_id"],
+                context["name"],
+                context["source"],
+                context["run_key"],
+                context["row"],
+                strict=True,
+            )
+        ]
         groups, errors = parse_all([(w.meter, w.connector, p) for w, p in archived])
         for i, error in errors.items():
             w, payload = archived[i]

@@ -88,6 +88,17 @@ class Catalog:
             mine = mine[(mine["span_start"] < end) & (mine["span_end"] > start)]
         return mine
 
+    def payloads_within(self, ranges: pd.DataFrame) -> pd.DataFrame:
+        """The accepted payloads whose data overlaps each meter's [start, end) in `ranges`
+        (columns meter_id, start, end), oldest first: one selection for a whole shard."""
+        p = self.payloads
+        asked = ranges[["meter_id", "start", "end"]].rename(
+            columns={"start": "_from", "end": "_to"}
+        )
+        both = p[p["status"] == "accepted"].merge(asked, on="meter_id")
+        inside = (both["span_start"] < both["_to"]) & (both["span_end"] > both["_from"])
+        return both[inside].drop(columns=["_from", "_to"]).sort_values(["seq", "row"])
+
     def _accepted(self) -> dict[str, pd.DataFrame]:
         """Accepted payloads by meter, oldest first (split once per index, not per meter)."""
         if getattr(self, "_split", (None,))[0] is not self.payloads:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import io
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from meterflow.common.timeutil import HOUR, HourWindow
+from meterflow.reporting.schedule import latest_report
 from meterflow.warehouse.backend import Warehouse
 
 PALETTE = ["#1f6f8b", "#e07a5f", "#81b29a", "#f2cc8f", "#3d405b", "#9c6644"]
@@ -324,22 +325,6 @@ def _completeness_chart(completeness: pd.DataFrame) -> str:
     )
     fig.colorbar(image, ax=ax, fraction=0.025, format=matplotlib.ticker.PercentFormatter(1.0))
     return _svg(fig)
-
-
-def latest_report(reports_dir: Path, participant_id: str) -> Path:
-    return reports_dir / f"{participant_id}-latest.html"
-
-
-def latest_report_due(
-    reports_dir: Path, participant_id: str, now: datetime, every: timedelta
-) -> bool:
-    """Whether the participant's latest report is missing or at least `every` old. The report
-    is a document of days: rendering it on every hourly dispatch would cost more than the
-    collection it reports on (half a second per participant)."""
-    out = latest_report(reports_dir, participant_id)
-    if not out.exists():
-        return True
-    return now - datetime.fromtimestamp(out.stat().st_mtime, UTC) >= every
 
 
 def write_latest_report(
