@@ -105,8 +105,14 @@ def test_killed_backfill_resumes_and_ends_with_the_same_warehouse(uninterrupted,
     assert facts(data_root / "w.duckdb") == facts(uninterrupted / "w.duckdb")
 
 
+def load_log(warehouse: Path) -> list:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute("SELECT * FROM load_log ORDER BY ALL").fetchall()
+
+
 def test_rebuilding_from_the_archive_changes_nothing(uninterrupted):
     before = facts(uninterrupted / "w.duckdb")
+    log = load_log(uninterrupted / "w.duckdb")
     result = backfill(
         participant_id="acme",
         start=WINDOW.start.isoformat(),
@@ -119,5 +125,6 @@ def test_rebuilding_from_the_archive_changes_nothing(uninterrupted):
     )
     assert result["done_now"] == 2
     assert facts(uninterrupted / "w.duckdb") == before
+    assert load_log(uninterrupted / "w.duckdb") == log  # a run keeps the time of its first load
     raws = [p for p in (uninterrupted / "acme" / "raw").rglob("*") if p.is_file()]
     assert len(raws) == len({p.name for p in raws})  # nothing archived twice

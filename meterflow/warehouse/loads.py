@@ -242,6 +242,9 @@ def runs_within(runs: list[dict], window: HourWindow) -> list[dict]:
 
 
 def record_loads(wh: Warehouse, participant_id: str, runs: list[dict]) -> None:
+    """Record the runs as loaded; a run already recorded keeps the time of its first load, so
+    reloading a window changes no row."""
+    runs = unloaded_runs(wh, participant_id, runs)
     if runs:
         rows = pd.DataFrame(
             {"participant_id": participant_id, "run_id": [r["run"] for r in runs]}
