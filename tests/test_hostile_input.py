@@ -251,3 +251,38 @@ def test_no_load_builds_calendar_rows_beyond_the_data(storage, tmp_path):
         pd.Timestamp("2026-04-01T01:00"),
         2,
     )
+
+
+def test_a_configuration_change_rejudges_refused_files_by_every_rule(storage):
+    """Negative energy is refused on a meter that does not export; once the XML says it is
+    bidirectional that file is accepted from the raw log, while a file of non-finite values and
+    one of hours decades ahead stay refused. Later runs neither crash nor change anything."""
+    before = CONFIG.replace(
+        '<meter id="net" dataType="energy" bidirectional="true" ratedKw="50">',
+        '<meter id="net" dataType="energy">',
+    )
+    storage.write("inbox/net/export.csv", push("2026-04-01T02:00:00Z,-3"))
+    storage.write("inbox/net/inf.csv", push("2026-04-01T03:00:00Z,inf"))
+    storage.write("inbox/net/later.csv", push("2090-04-01T03:00:00Z,1"))
+    storage.write("inbox/net/good.csv", push("2026-04-01T04:00:00Z,2"))
+
+    def collect(xml: str):
+        participant = load_participant(xml.encode())
+        meter = participant.meter("net")
+        connector = connector_for(meter, "acme")
+        result = collect_meter(storage, participant, meter, connector, WINDOW, now=NOW)
+        return result, read_hours(storage, meter, [*WINDOW.days(), "2090-04-01"])
+
+    result, hours = collect(before)
+    assert len(result.rejected) == 3 and hours.value.tolist() == [2.0]
+    changed = CONFIG.replace('bidirectional="true" ratedKw="50"', 'bidirectional="true"')
+    _, hours = collect(changed)
+    assert hours.set_index("hour_utc").value.to_dict() == {
+        pd.Timestamp("2026-04-01T02:00Z"): -3.0,
+        pd.Timestamp("2026-04-01T04:00Z"): 2.0,
+    }
+    stored = {k: storage.read(k) for k in storage.list() if not k.startswith("raw/")}
+    for _ in range(2):
+        result, again = collect(changed)
+        assert result.rejected == [] and again.equals(hours)
+    assert {k: storage.read(k) for k in storage.list() if not k.startswith("raw/")} == stored

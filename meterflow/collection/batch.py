@@ -26,7 +26,7 @@ from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HOUR, HourWindow, floor_hour
 from meterflow.configuration.config import Meter, Participant
 from meterflow.hours.hourly_store import DAY_COLUMNS, changed_rows, empty_day, read_day
-from meterflow.standardisation.plausibility import check_batch
+from meterflow.standardisation.plausibility import check_batch, check_readings
 from meterflow.standardisation.readings import SourceReadings, empty_hourly, nanoseconds
 from meterflow.standardisation.standardise import MeterSettings, standardise_meters
 from meterflow.standardisation.units import standard_unit, to_standard
@@ -273,9 +273,11 @@ class Collection:
         for row in self._rejected_of(work.meter).itertuples():
             payload = Payload(row.name, self.reader.data(row.run_key, row.row), row.source)
             try:
-                span = read_payload(work.connector, payload, work.meter).span()
+                readings = read_payload(work.connector, payload, work.meter)
+                check_readings(readings, work.meter, self.now)  # plausible under the new one
             except SourceDataError:
                 continue
+            span = readings.span()
             if span is None:
                 continue
             entry = {k: v for k, v in row._asdict().items() if k != "Index"}

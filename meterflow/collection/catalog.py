@@ -108,6 +108,15 @@ class Catalog:
         return self._split[1]
 
 
+def index_rows(entries: list[dict]) -> pd.DataFrame:
+    """Index rows kept as JSON (a run's readmitted payloads) typed as the index is."""
+    frame = pd.DataFrame(entries, columns=INDEX_SCHEMA.names)
+    for f in INDEX_SCHEMA:
+        if pa.types.is_timestamp(f.type):
+            frame[f.name] = pd.to_datetime(frame[f.name], utc=True)
+    return from_arrow(pa.Table.from_pandas(frame, schema=INDEX_SCHEMA, preserve_index=False))
+
+
 def archived(storage: Storage, meter_id: str) -> list[dict]:
     """Every payload archived for a meter, oldest first: its catalog row and its bytes."""
     catalog, reader = read_catalog(storage, everything=True), RunReader(storage)

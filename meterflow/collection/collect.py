@@ -25,6 +25,7 @@ from meterflow.collection.catalog import (
     INDEX_SCHEMA,
     Catalog,
     MeterState,
+    index_rows,
     read_catalog,
     write_catalog,
 )
@@ -231,7 +232,7 @@ def merge(
         seq = after.next_seq
         index = from_arrow(run.payloads)
         index = index.assign(run_key=key, row=range(len(index)), seq=seq)
-        readmitted = pd.DataFrame(run.manifest.get("readmitted", []))
+        readmitted = index_rows(run.manifest.get("readmitted", []))
         more = [f for f in (index, readmitted) if not f.empty]
         if more:
             after.payloads = pd.concat([after.payloads, *more], ignore_index=True)
