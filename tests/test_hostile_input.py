@@ -100,6 +100,8 @@ BAD_FILES = [
     ("nem12", "future.csv", nem12("20900101"), "later than now"),
     ("nem12", "count.csv", nem12(values=47), "has 47 interval values before its quality"),
     ("nem12", "negative.csv", nem12(value="-1"), "below 0 kW"),
+    ("nem12", "inf.csv", nem12(value="inf"), "is not a finite number"),
+    ("nem12", "huge.csv", nem12(value="1e308"), "above 100000 kW"),
     ("nem12", "dir name/inner.csv", nem12(), "is not allowed"),
 ]
 GOOD_FILES = [
@@ -132,6 +134,7 @@ def corpus(tmp_path):
         "inbox/pv/link-other.csv": data_root / "globex" / "inbox" / "pv" / "theirs.csv",
         "inbox/pv/linked-dir": outside,
         "exports/main/link.csv": outside / "secret.txt",
+        "nem12/link.csv": outside / "secret.txt",
     }
     for name, target in links.items():
         os.symlink(target, storage.root / name)
@@ -286,3 +289,22 @@ def test_a_configuration_change_rejudges_refused_files_by_every_rule(storage):
         result, again = collect(changed)
         assert result.rejected == [] and again.equals(hours)
     assert {k: storage.read(k) for k in storage.list() if not k.startswith("raw/")} == stored
+
+
+def test_a_forecast_may_lie_ahead_by_its_horizon_and_no_further(storage):
+    xml = CONFIG.replace(
+        '<meter id="pv" dataType="solar">', '<meter id="pv" dataType="solar_forecast">'
+    )
+    participant = load_participant(xml.encode())
+    meter = participant.meter("pv")
+    storage.write("inbox/pv/week.csv", push("2026-04-10T00:00:00Z,3"))  # a week ahead of NOW
+    storage.write("inbox/pv/month.csv", push("2026-04-25T00:00:00Z,3"))  # beyond 15 days
+    ahead = HourWindow.parse("2026-04-01T00:00", "2026-04-30T00:00")
+    result = collect_meter(
+        storage, participant, meter, connector_for(meter, "acme"), ahead, now=NOW
+    )
+    assert len(result.rejected) == 1 and "month.csv:2: " in result.rejected[0]
+    assert "later than" in result.rejected[0]
+    assert read_hours(storage, meter, ahead.days()).hour_utc.tolist() == [
+        pd.Timestamp("2026-04-10T00:00Z")
+    ]
