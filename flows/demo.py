@@ -110,6 +110,7 @@ def run_demo(data_root: str = "data") -> int:
                 end=window.end.isoformat(),
                 data_root=data_root,
                 warehouse=warehouse_path,
+                report_every_hours=0,  # the demo shows the report of what it just loaded
                 return_state=True,
             )
         guardian_documents = emulators["guardian"].received
