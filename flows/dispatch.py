@@ -79,7 +79,8 @@ def dispatch(
     window = resolve_window(start, end, lookback_hours)
     ids = participants or participant_ids(data_root)
     logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
-    outcomes: list[MeterOutcome] = []
+    # Each participant's outcomes, reported in participant order whenever they were learnt.
+    outcomes_of: dict[str, list[MeterOutcome]] = {pid: [] for pid in ids}
     # Each participant's shards go to the pool as soon as they are planned: its workers collect
     # the next participants while this flow merges and loads the first. One participant's lone
     # shard runs inline (not worth starting worker processes for).
@@ -89,7 +90,7 @@ def dispatch(
             participant = validate_participant(data_root, participant_id)
         except MeterflowError as exc:
             logger.error("participant %s skipped: %s", participant_id, exc)
-            outcomes.append(MeterOutcome.failed(participant_id, "*", exc))
+            outcomes_of[participant_id].append(MeterOutcome.failed(participant_id, "*", exc))
             continue
         planned = plan_participant(data_root, participant, window)
         inline = None if len(ids) == 1 else False
@@ -101,7 +102,7 @@ def dispatch(
     for shards_of in started:
         participant, participant_id = shards_of.participant, shards_of.participant.id
         collection = shards_of.finish()
-        outcomes.extend(collection.outcomes)
+        outcomes_of[participant_id].extend(collection.outcomes)
         try:
             # What this run changed, and what an earlier run stored but never loaded.
             loaded = load_changes(data_root, warehouse, participant)
@@ -120,7 +121,9 @@ def dispatch(
         except Exception as exc:  # e.g. the warehouse file is locked by another writer
             why = f"warehouse load or report failed: {type(exc).__name__}: {exc}"
             logger.error("participant %s: %s", participant_id, why)
-            outcomes.append(MeterOutcome(participant_id, "*", status="failed", why=why))
+            outcomes_of[participant_id].append(
+                MeterOutcome(participant_id, "*", status="failed", why=why)
+            )
             continue
         if any(meter.jobs for meter in participant.meters):
             try:
@@ -134,7 +137,8 @@ def dispatch(
                     changed.isoformat(),
                 )
             except Exception as exc:  # the MRV run's own artifact says which records and why
-                outcomes.append(MeterOutcome.failed(participant_id, "mrv", exc))
+                outcomes_of[participant_id].append(MeterOutcome.failed(participant_id, "mrv", exc))
+    outcomes = [o for found in outcomes_of.values() for o in found]
     rows = [asdict(o) for o in outcomes]
     create_table_artifact(
         key="dispatch-summary",
