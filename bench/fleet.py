@@ -88,10 +88,7 @@ def _collect(data_root: Path, participant: Participant, planned: list[MeterWindo
     """One shard in a worker process: what the collect task does, summary and run key back."""
     storage = LocalStorage(data_root, participant.id)
     run = collect_shard(storage, participant, planned, lambda m: connector_for(m, participant.id))
-    report = ShardReport(runs=[run.run_key] if run.run_key else [])
-    for result in run.results:
-        report.add(result)
-    return report
+    return ShardReport.of(run)
 
 
 # The plain one-pass job a data engineer would write over the same exports: no ledger, no

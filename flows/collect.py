@@ -69,8 +69,8 @@ def collect_participant(
 @dataclass
 class StartedShards:
     """A participant's shards, started: `finish` waits for them and merges their runs. A
-    dispatch starts every participant's shards first, so the pool's workers collect the next
-    participants while the flow merges and loads the first."""
+    dispatch starts each participant's shards once it is planned, so the pool's workers collect
+    the next participants while the flow merges and loads the first."""
 
     data_root: str
     participant: Participant

@@ -50,10 +50,8 @@ def collect_shard(
     run = collect.collect_shard(
         storage, participant, planned, connector_of, force_override=force_override, label=label
     )
-    report = ShardReport(runs=[run.run_key] if run.run_key else [])
-    for result in run.results:
-        report.add(result)
-        outcome = report.outcomes[-1]
+    report = ShardReport.of(run)
+    for result, outcome in zip(run.results, report.outcomes, strict=True):
         if outcome.status == "failed":
             logger.error("%s/%s failed: %s", participant.id, result.meter, outcome.why)
         if result.deferred:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meterflow.collection.collect import CollectResult, MeterWindow
+from meterflow.collection.collect import CollectResult, MeterWindow, ShardRun
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HOUR, HourWindow
 
@@ -70,6 +70,15 @@ class ShardReport:
     outcomes: list[MeterOutcome] = field(default_factory=list)
     changed: HourWindow | None = None
     runs: list[str] = field(default_factory=list)  # run objects to merge
+
+    @classmethod
+    def of(cls, run: ShardRun) -> ShardReport:
+        """What a shard's collection sends back: an outcome per meter, the span it changed and
+        its run object's key."""
+        report = cls(runs=[run.run_key] if run.run_key else [])
+        for result in run.results:
+            report.add(result)
+        return report
 
     def add(self, result: CollectResult) -> None:
         self.outcomes.append(MeterOutcome.of(result))
