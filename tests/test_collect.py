@@ -71,6 +71,20 @@ def test_rerun_changes_nothing(storage, participant):
     assert {k: storage.read(k) for k in storage.list()} == before
 
 
+def test_a_file_that_completes_an_hour_begun_by_an_earlier_one_adds_to_it(storage, participant):
+    """A new interval file rewrites only the hours it touches, each from every archived file
+    that touches it too: the second half of an hour, arriving a day later, completes it."""
+    storage.write("exports/main/a.csv", b"timestamp,value\n2026-04-01T00:00:00Z,1\n")
+    first = collect(storage, participant, "main")
+    later = b"timestamp,value\n2026-04-01T00:30:00Z,2\n2026-04-01T01:00:00Z,4\n"
+    storage.write("exports/main/b.csv", later)
+    second = collect(storage, participant, "main", now=datetime(2026, 4, 3, tzinfo=UTC))
+    assert first.changed[["value", "coverage"]].values.tolist() == [[1.0, 0.5]]
+    assert second.changed.hour_utc.tolist() == list(WINDOW.hours()[:2])
+    stored = read_hours(storage, participant.meter("main"), WINDOW.days())
+    assert stored[["value", "coverage"]].values.tolist() == [[3.0, 1.0], [4.0, 0.5]]
+
+
 def test_a_corrected_export_updates_only_the_hours_it_changes(storage, participant):
     storage.write("exports/main/day1.csv", interval_export([1, 2, 3, 4, 5, 6, 7, 8]))
     collect(storage, participant, "main")

@@ -35,6 +35,10 @@ from meterflow.standardisation.units import standard_unit, to_standard
 CONTEXT = timedelta(days=2)
 # Hours around new data that are rewritten (inside CONTEXT, so edges are never half-read).
 REWRITE = timedelta(days=1)
+# Readings that make only the hours they overlap (interval energy is apportioned pro rata,
+# hourly values pass through): new ones rewrite those hours alone, from the payloads that
+# overlap them. Registers and samples reach across their neighbours: they take the margins.
+LOCAL_KINDS = frozenset({"interval", "hourly"})
 
 
 class Days:
@@ -107,6 +111,7 @@ class Work:
     spans: list[tuple] = field(default_factory=list)
     rows: int = 0  # run rows before this meter's, to take back if it fails
     consumed: int = 0
+    local: bool = True  # every span is of LOCAL_KINDS readings: no margins around them
 
 
 class Collection:
@@ -193,6 +198,7 @@ class Collection:
             errors.update(found)
             kept.append(group.without(found))
         spans = {i: span for group in kept for i, span in group.spans().items()}
+        kinds = {i: group.kind for group in kept for i in group.payloads()}
         readings = {i: group for group in kept for i in group.payloads()}
         replaced: dict[int, Parsed] = {}  # payloads cut down to their new records
         dropped = set(errors)
@@ -222,12 +228,14 @@ class Collection:
                     continue
                 payload, single, fetched = kept_records
                 replaced[i], span = Parsed.single(single, i), single.span()
+                kinds[i] = single.kind
             self.run.add(
                 work.meter.id, payload, span, self.now, work.current, records_fetched=fetched
             )
             work.result.payloads_new += 1
             if span:
                 work.spans.append(span)
+                work.local = work.local and kinds.get(i) in LOCAL_KINDS
         meter_of = [w.meter.id for w, _ in items]
         for group in [*(g.without(dropped) for g in kept), *replaced.values()]:
             if not group.frame.empty:
@@ -254,9 +262,11 @@ class Collection:
             self._readmit(work)
             archive = self.catalog.payloads_of(meter.id)
             work.spans += [(r.span_start, r.span_end) for r in archive.itertuples()]
+            work.local = False
         elif self.force is not None:
             overlapping = self.catalog.payloads_of(meter.id, work.window.start, work.window.end)
             work.spans += [(r.span_start, r.span_end) for r in overlapping.itertuples()]
+            work.local = False
         if work.spans or archive.empty:
             work.new_state.made_with = work.current
 
@@ -293,27 +303,31 @@ class Collection:
         todo = [w for w in works if w.spans]
         if not todo:
             return
+        rewrite = pd.Series([pd.Timedelta(0) if w.local else REWRITE for w in todo])
+        context = pd.Series([pd.Timedelta(0) if w.local else CONTEXT for w in todo])
+        starts = pd.Series([pd.Timestamp(min(s[0] for s in w.spans)) for w in todo])
+        ends = pd.Series([pd.Timestamp(max(s[1] for s in w.spans)) for w in todo])
         ranges = pd.DataFrame(
             {
                 "meter_id": [w.meter.id for w in todo],
                 "data_type": [w.meter.data_type for w in todo],
-                "start": [pd.Timestamp(min(s[0] for s in w.spans)) - REWRITE for w in todo],
-                "end": [pd.Timestamp(max(s[1] for s in w.spans)) + REWRITE for w in todo],
+                "start": starts.dt.floor("h") - rewrite,
+                "end": ends.dt.ceil("h") + rewrite,
                 "fetch": [w.fetch for w in todo],
                 "made_with": [w.current for w in todo],
             }
         )
-        around = ranges.assign(start=ranges["start"] - CONTEXT, end=ranges["end"] + CONTEXT)
-        context = self.catalog.payloads_within(around)
+        around = ranges.assign(start=ranges["start"] - context, end=ranges["end"] + context)
+        archive = self.catalog.payloads_within(around)
         work_of = {w.meter.id: w for w in todo}
         archived = [
             (work_of[meter_id], Payload(name, self.reader.data(run_key, row), source))
             for meter_id, name, source, run_key, row in zip(
-                context["meter_id"],
-                context["name"],
-                context["source"],
-                context["run_key"],
-                context["row"],
+                archive["meter_id"],
+                archive["name"],
+                archive["source"],
+                archive["run_key"],
+                archive["row"],
                 strict=True,
             )
         ]
