@@ -12,7 +12,7 @@ import resource
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from connectors import CONNECTOR_TYPES, connector_for
-from meterflow.collection.collect import collect_shard, merge
-from meterflow.collection.plan import MeterWindow, plan_meters
+from meterflow.collection.catalog import read_catalog
+from meterflow.collection.collect import collect_shard, merge, unmerged
+from meterflow.collection.plan import plan_meters
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, ShardReport, shard
 from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from meterflow.common.timeutil import HourWindow
@@ -30,7 +31,7 @@ from meterflow.configuration.config import Participant
 from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import list_participants, read_configuration
 from meterflow.warehouse import DuckDBWarehouse
-from meterflow.warehouse.loads import load_hours
+from meterflow.warehouse.loads import Pending, load_pending
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
 PER_PARTICIPANT = 100
@@ -58,37 +59,47 @@ def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWi
 
 def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
     """Meterflow's domain code with no Prefect, distributed as the dispatch flow distributes it:
-    every participant's shards to a pool of worker processes (one per core), then each
-    participant's runs merged and loaded in this process as its shards finish (reports aside:
-    they are rendered at most daily, not per dispatch)."""
+    each participant validated, planned, collected and merged in a pool of worker processes
+    (one per core), and the participants done meanwhile loaded together in this process as the
+    pool works on the next (reports aside: they are rendered at most daily, not per dispatch)."""
     context = multiprocessing.get_context("spawn")  # as Prefect's process pool starts workers
     with ProcessPoolExecutor(os.cpu_count(), mp_context=context) as pool:
-        started = []
-        for pid in list_participants(data_root):
-            storage = LocalStorage(data_root, pid)
-            participant = read_configuration(storage)
-            planned = plan_meters(
-                storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type]
-            )
-            shards = shard(planned, DEFAULT_SHARD_SIZE)
-            futures = [pool.submit(_collect, data_root, participant, s) for s in shards]
-            started.append((storage, participant, futures))
-        for storage, participant, futures in started:
-            report = ShardReport()
-            for future in futures:
-                report.merge(future.result())
-            now = datetime.now(UTC)
-            merge(storage, participant, report.runs, now)
-            if report.changed:
-                with DuckDBWarehouse(warehouse) as wh:
-                    load_hours(wh, storage, participant, report.changed, now)
+        pending = {
+            pool.submit(_participant, data_root, pid, window)
+            for pid in list_participants(data_root)
+        }
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            batch = []
+            for future in done:
+                storage = LocalStorage(data_root, future.result().id)
+                batch.append(Pending(storage, future.result(), read_catalog(storage).runs))
+            with DuckDBWarehouse(warehouse) as wh:
+                load_pending(wh, batch, datetime.now(UTC))
 
 
-def _collect(data_root: Path, participant: Participant, planned: list[MeterWindow]) -> ShardReport:
-    """One shard in a worker process: what the collect task does, summary and run key back."""
-    storage = LocalStorage(data_root, participant.id)
-    run = collect_shard(storage, participant, planned, lambda m: connector_for(m, participant.id))
-    return ShardReport.of(run)
+def _participant(data_root: Path, participant_id: str, window: HourWindow) -> Participant:
+    """One participant in a worker process, as the dispatch's participant task does it:
+    validated, planned, collected shard by shard, and its runs merged."""
+    storage = LocalStorage(data_root, participant_id)
+    participant = read_configuration(storage)
+    catalog = read_catalog(storage)
+    planned = plan_meters(
+        storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type], catalog
+    )
+    runs = []
+    for meters in shard(planned, DEFAULT_SHARD_SIZE):
+        run = collect_shard(
+            storage,
+            participant,
+            meters,
+            lambda m: connector_for(m, participant.id),
+            catalog=catalog,
+        )
+        runs += ShardReport.of(run).runs
+    now = datetime.now(UTC)
+    merge(storage, participant, [*runs, *unmerged(storage, now)], now)
+    return participant
 
 
 # The plain one-pass job a data engineer would write over the same exports: no ledger, no

@@ -12,11 +12,11 @@ from prefect import flow, get_run_logger
 from blocks.storage import open_storage
 from flows.collect import SHARD_DEPLOYMENT, Mode, collect_participant, shard_runner
 from flows.naming import participant_window
-from meterflow.collection.backfill import BackfillRecord, chunks
+from meterflow.collection.backfill import BackfillRecord
 from meterflow.collection.plan import MeterWindow
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, failures
 from meterflow.common.errors import MeterflowError
-from meterflow.common.timeutil import HourWindow
+from meterflow.common.timeutil import HourWindow, chunks
 from tasks.participants import validate_participant
 from tasks.warehouse import aggregate_window, load_window
 

@@ -493,8 +493,7 @@ def _backfill(args) -> int:
 
     from flows.backfill import backfill, record_for
     from flows.summary import errors, run_errors
-    from meterflow.collection.backfill import chunks
-    from meterflow.common.timeutil import HourWindow
+    from meterflow.common.timeutil import HourWindow, chunks
 
     _check_window(args)
     window = HourWindow.parse(args.start, args.end)

@@ -9,6 +9,7 @@ this run waits for them all. A failed shard is reported by name; the others stil
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -16,6 +17,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.deployments import arun_deployment
 from prefect.futures import PrefectFuture, wait
+from prefect.settings import get_current_settings
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.naming import participant_window
@@ -47,6 +49,12 @@ def shard_runner() -> ProcessPoolTaskRunner:
     pandas: shards in threads fight over the GIL and ran 16-18 % slower than the bare code on 2
     cores, shards in processes use every core. At most that many shards are in memory at once."""
     return ProcessPoolTaskRunner()
+
+
+def pool_workers() -> int:
+    """How many worker processes shard_runner starts."""
+    configured = get_current_settings().tasks.runner.process_pool_max_workers
+    return configured or os.cpu_count() or 1
 
 
 def collect_participant(

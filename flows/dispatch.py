@@ -7,22 +7,27 @@ artifact says who failed and why, and the run ends Failed naming them, so that o
 
 from __future__ import annotations
 
+import itertools
+import queue
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from blocks.storage import participant_ids
-from flows.collect import SHARD_DEPLOYMENT, Mode, shard_runner, start_shards
+from flows.collect import SHARD_DEPLOYMENT, Mode, pool_workers, shard_runner, start_shards
 from flows.mrv import mrv
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow, floor_hour
+from meterflow.configuration.config import Participant
 from meterflow.reporting.schedule import REPORT_EVERY_HOURS
-from tasks.collect import plan_participant
-from tasks.participants import validate_participant
+from tasks.collect import collect_participants
 from tasks.warehouse import load_changes, report_due, report_window
 
 # Without an explicit window, a dispatch covers the complete hours of the last day.
@@ -50,6 +55,88 @@ def _run_name() -> str:
     p = flow_run.parameters
     window = resolve_window(p.get("start"), p.get("end"), p.get("lookback_hours", LOOKBACK_HOURS))
     return f"dispatch/{window}"
+
+
+def load_participants(
+    data_root: str,
+    warehouse: str,
+    participants: list[Participant],
+    window: HourWindow,
+    report_every_hours: float | None,
+) -> dict[str, list[MeterOutcome]]:
+    """Load what the participants' runs changed (and what an earlier run stored but never
+    loaded), together; then each one's report when due, and its MRV jobs. A failure is an
+    outcome of the participants it touched."""
+    if not participants:
+        return {}
+    logger = get_run_logger()
+    outcomes: dict[str, list[MeterOutcome]] = {p.id: [] for p in participants}
+
+    def fail(participant_id: str, why: str) -> None:
+        logger.error("participant %s: %s", participant_id, why)
+        outcomes[participant_id].append(MeterOutcome(participant_id, "*", status="failed", why=why))
+
+    label = participants[0].id + (f"..{participants[-1].id}" if len(participants) > 1 else "")
+    try:
+        spans_of, unreadable = load_changes(data_root, warehouse, quote(participants), label)
+    except Exception as exc:  # e.g. the warehouse file is locked by another writer
+        spans_of, unreadable = {}, {p.id: f"{type(exc).__name__}: {exc}" for p in participants}
+    for participant in participants:
+        participant_id = participant.id
+        if participant_id in unreadable:
+            fail(participant_id, f"warehouse load failed: {unreadable[participant_id]}")
+            continue
+        loaded = spans_of[participant_id]
+        try:
+            if (
+                loaded
+                and report_every_hours is not None
+                and report_due(data_root, participant_id, timedelta(hours=report_every_hours))
+            ):
+                path = report_window(data_root, warehouse, quote(participant), window)
+                create_link_artifact(
+                    key=f"report-{participant_id}",
+                    link=path.resolve().as_uri(),
+                    link_text=f"Benchmarking report: {participant.name}",
+                    description=f"Latest report for {participant_id}, {window}",
+                )
+        except Exception as exc:
+            fail(participant_id, f"report failed: {type(exc).__name__}: {exc}")
+            continue
+        if not any(meter.jobs for meter in participant.meters):
+            continue
+        try:
+            # Nothing new: only what waits is submitted or reconciled.
+            changed = loaded[0].start if loaded else window.end
+            mrv(participant_id, window.end.isoformat(), data_root, warehouse, changed.isoformat())
+        except Exception as exc:  # the MRV run's own artifact says which records and why
+            outcomes[participant_id].append(MeterOutcome.failed(participant_id, "mrv", exc))
+    return outcomes
+
+
+def participant_groups(ids: list[str]) -> dict[str, list[str]]:
+    """The participants in groups, about four per worker process of the pool, each named by
+    its first and last participant: enough groups to balance the workers and to load the first
+    while the pool collects the next, few enough that a task run's cost is paid a few times."""
+    count = min(len(ids), 4 * pool_workers())
+    bounds = [len(ids) * i // count for i in range(count + 1)] if count else []
+    groups = [ids[a:b] for a, b in itertools.pairwise(bounds)]  # sizes differ by one at most
+    return {(g[0] if len(g) == 1 else f"{g[0]}..{g[-1]}"): g for g in groups}
+
+
+def completed(futures: dict[str, PrefectFuture]) -> Iterator[list[str]]:
+    """The futures' keys in batches as they complete: each batch is every one that completed
+    since the last, so work that follows them (a load) is done for many at once."""
+    done: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for key, future in futures.items():
+        future.wrapped_future.add_done_callback(lambda _, key=key: done.put(key))
+    remaining = len(futures)
+    while remaining:
+        batch = [done.get()]
+        while not done.empty():
+            batch.append(done.get())
+        remaining -= len(batch)
+        yield batch
 
 
 @flow(flow_run_name=_run_name, task_runner=shard_runner())
@@ -81,63 +168,64 @@ def dispatch(
     logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
     # Each participant's outcomes, reported in participant order whenever they were learnt.
     outcomes_of: dict[str, list[MeterOutcome]] = {pid: [] for pid in ids}
-    # Each participant's shards go to the pool as soon as they are planned: its workers collect
-    # the next participants while this flow merges and loads the first. One participant's lone
-    # shard runs inline (not worth starting worker processes for).
-    started = []
-    for participant_id in ids:
-        try:
-            participant = validate_participant(data_root, participant_id)
-        except MeterflowError as exc:
-            logger.error("participant %s skipped: %s", participant_id, exc)
-            outcomes_of[participant_id].append(MeterOutcome.failed(participant_id, "*", exc))
-            continue
-        planned = plan_participant(data_root, participant, window)
-        inline = None if len(ids) == 1 else False
-        started.append(
-            start_shards(
-                data_root, participant, planned, None, shard_size, mode, shard_deployment, inline
+    # Each participant is validated, planned and, when its plan fits one shard, collected and
+    # merged in one task run in the pool's worker processes; the participants whose task runs
+    # completed meanwhile are loaded together while the pool works on the next. A larger plan
+    # comes back to be run in shards. A lone participant runs inline (not worth starting worker
+    # processes for).
+    one_shard = mode == "local"
+    if len(ids) == 1:
+        futures = {}
+        lone = collect_participants(data_root, ids, window, shard_size, ids[0], one_shard)
+        batches = iter([lone])
+    else:
+        futures = {
+            label: collect_participants.submit(
+                data_root, group, window, shard_size, label, one_shard
             )
+            for label, group in participant_groups(ids).items()
+        }
+        batches = (
+            [planned for label in labels for planned in futures[label].result()]
+            for labels in completed(futures)
         )
+
+    def load(participants: list[Participant]) -> None:
+        loaded = load_participants(data_root, warehouse, participants, window, report_every_hours)
+        for participant_id, found in loaded.items():
+            outcomes_of[participant_id].extend(found)
+
+    started = []
+    for batch in batches:
+        collected = []
+        for planned in batch:
+            participant_id = planned.participant_id
+            if planned.error is not None:
+                logger.error("participant %s skipped: %s", participant_id, planned.error)
+                outcomes_of[participant_id].append(
+                    MeterOutcome.failed(participant_id, "*", planned.error)
+                )
+            elif planned.report is None:
+                inline = None if len(ids) == 1 else False
+                started.append(
+                    start_shards(
+                        data_root,
+                        planned.participant,
+                        planned.planned,
+                        None,
+                        shard_size,
+                        mode,
+                        shard_deployment,
+                        inline,
+                    )
+                )
+            else:
+                outcomes_of[participant_id].extend(planned.report.outcomes)
+                collected.append(planned.participant)
+        load(collected)
     for shards_of in started:
-        participant, participant_id = shards_of.participant, shards_of.participant.id
-        collection = shards_of.finish()
-        outcomes_of[participant_id].extend(collection.outcomes)
-        try:
-            # What this run changed, and what an earlier run stored but never loaded.
-            loaded = load_changes(data_root, warehouse, participant)
-            if (
-                loaded
-                and report_every_hours is not None
-                and report_due(data_root, participant_id, timedelta(hours=report_every_hours))
-            ):
-                path = report_window(data_root, warehouse, participant, window)
-                create_link_artifact(
-                    key=f"report-{participant_id}",
-                    link=path.resolve().as_uri(),
-                    link_text=f"Benchmarking report: {participant.name}",
-                    description=f"Latest report for {participant_id}, {window}",
-                )
-        except Exception as exc:  # e.g. the warehouse file is locked by another writer
-            why = f"warehouse load or report failed: {type(exc).__name__}: {exc}"
-            logger.error("participant %s: %s", participant_id, why)
-            outcomes_of[participant_id].append(
-                MeterOutcome(participant_id, "*", status="failed", why=why)
-            )
-            continue
-        if any(meter.jobs for meter in participant.meters):
-            try:
-                # Nothing new: only what waits is submitted or reconciled.
-                changed = loaded[0].start if loaded else window.end
-                mrv(
-                    participant_id,
-                    window.end.isoformat(),
-                    data_root,
-                    warehouse,
-                    changed.isoformat(),
-                )
-            except Exception as exc:  # the MRV run's own artifact says which records and why
-                outcomes_of[participant_id].append(MeterOutcome.failed(participant_id, "mrv", exc))
+        outcomes_of[shards_of.participant.id].extend(shards_of.finish().outcomes)
+    load([shards_of.participant for shards_of in started])
     outcomes = [o for found in outcomes_of.values() for o in found]
     rows = [asdict(o) for o in outcomes]
     create_table_artifact(

@@ -10,7 +10,6 @@ from prefect import task
 
 from blocks import open_warehouse
 from blocks.storage import open_storage
-from meterflow.collection.backfill import chunks
 from meterflow.collection.catalog import read_catalog
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.config import Participant
@@ -28,7 +27,7 @@ def load_window(
     catalog = read_catalog(storage)
     with open_warehouse(warehouse) as wh:
         counts = loads.load_window(wh, storage, participant, window, datetime.now(UTC))
-        loads.record_loads(wh, participant.id, loads.runs_within(catalog.runs, window))
+        loads.record_loads(wh, {participant.id: loads.runs_within(catalog.runs, window)})
         return counts
 
 
@@ -41,19 +40,20 @@ def aggregate_window(
         return loads.aggregate_window(wh, storage, participant, window)
 
 
-@task(task_run_name="load-changes/{participant.id}")
-def load_changes(data_root: str, warehouse: str, participant: Participant) -> list[HourWindow]:
-    """Load and aggregate what every merged run not yet loaded changed, a week at a time (this
-    run's, and any a lost flow left), then record those runs as loaded; the spans, in order."""
-    storage = open_storage(data_root, participant.id)
-    catalog = read_catalog(storage)
+@task(task_run_name="load-changes/{label}")
+def load_changes(
+    data_root: str, warehouse: str, participants: list[Participant], label: str
+) -> tuple[dict[str, list[HourWindow]], dict[str, str]]:
+    """Load and aggregate what every merged run not yet loaded changed (this run's, and any a
+    lost flow left) for the participants, together, then record those runs as loaded: each
+    participant's spans in order, and why a participant's stored hours could not be read."""
+    pending = []
+    for participant in participants:
+        storage = open_storage(data_root, participant.id)
+        pending.append(loads.Pending(storage, participant, read_catalog(storage).runs))
     with open_warehouse(warehouse) as wh:
-        pending = loads.unloaded_runs(wh, participant.id, catalog.runs)
-        spans = [c for span in loads.changed_spans(pending) for c in chunks(span, 7)]
-        for span in spans:
-            loads.load_hours(wh, storage, participant, span, datetime.now(UTC))
-        loads.record_loads(wh, participant.id, pending)
-    return spans
+        spans_of, failed = loads.load_pending(wh, pending, datetime.now(UTC))
+    return spans_of, {pid: f"{type(exc).__name__}: {exc}" for pid, exc in failed.items()}
 
 
 def report_due(data_root: str, participant_id: str, every: timedelta) -> bool:

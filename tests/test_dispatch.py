@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 
+import flows.dispatch
 from flows.collect import collect
 from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
 from flows.dispatch import dispatch
@@ -215,7 +216,14 @@ def test_dispatch_names_its_run_and_leaves_a_summary_artifact(demo):
     assert by_meter["syd-hq-hvac"]["hours_new"] >= 96
 
 
-def test_a_broken_participant_and_a_broken_meter_fail_alone(prefect_server, tmp_path):
+@pytest.mark.parametrize("grouped", [False, True], ids=["a-task-each", "one-task-for-all"])
+def test_a_broken_participant_and_a_broken_meter_fail_alone(
+    prefect_server, tmp_path, monkeypatch, grouped
+):
+    """Participants are collected in groups (a task run each) and loaded together: a broken
+    one fails alone whether it shares its group and its load with the others or not."""
+    if grouped:
+        monkeypatch.setattr(flows.dispatch, "participant_groups", lambda ids: {"all": ids})
     data_root = tmp_path / "data"
     demo_data.generate(data_root, WINDOW)
     # initech's XML has a bad time zone; acme's Solcast meter names a block that does not exist,

@@ -9,19 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 
 from meterflow.common.storage import Storage
-from meterflow.common.timeutil import HourWindow
-
-
-def chunks(window: HourWindow, days: int) -> list[HourWindow]:
-    """The window cut into spans of at most `days` days."""
-    step, out, start = timedelta(days=days), [], window.start
-    while start < window.end:
-        out.append(HourWindow(start, min(start + step, window.end)))
-        start += step
-    return out
+from meterflow.common.timeutil import HourWindow, chunks
 
 
 class BackfillRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 
 class MeterflowError(Exception):
@@ -30,6 +31,9 @@ class ConfigError(MeterflowError):
         self.issues = issues
         super().__init__("\n".join(issue.format(path) for issue in issues))
 
+    def __reduce__(self):  # rebuilt from its fields when it crosses to another process
+        return type(self), (self.path, self.issues)
+
 
 class SourceDataError(MeterflowError):
     """Source data that cannot be read: names the participant, meter, file and line."""
@@ -49,6 +53,10 @@ class SourceDataError(MeterflowError):
         location = f"{file}:{line}" if file and line else file or ""
         prefix = ", ".join(part for part in (where, location) if part)
         super().__init__(f"{prefix}: {reason}" if prefix else reason)
+
+    def __reduce__(self):
+        where = {"participant": self.participant, "meter": self.meter, "file": self.file}
+        return partial(type(self), **where, line=self.line), (self.reason,)
 
     def located(self, *, participant: str, meter: str, file: str) -> SourceDataError:
         """The same error with the context that the pure parser could not know."""

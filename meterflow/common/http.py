@@ -51,6 +51,9 @@ class SourceError(MeterflowError):
         self.caller, self.reason, self.status = caller, reason, status
         super().__init__(f"{caller}: {reason}")
 
+    def __reduce__(self):  # rebuilt from its fields when it crosses to another process
+        return type(self), (self.caller, self.reason, self.status)
+
 
 class SourceRejected(SourceError):
     """The source refused the request (4xx other than 429): not retried."""

@@ -166,3 +166,12 @@ def _as_utc(value: str | datetime) -> datetime:
 def warehouse_time(moment: datetime) -> datetime:
     """A moment as the warehouse stores it: naive UTC (TIMESTAMP columns hold UTC)."""
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def chunks(window: HourWindow, days: int) -> list[HourWindow]:
+    """The window cut into spans of at most `days` days."""
+    step, out, start = timedelta(days=days), [], window.start
+    while start < window.end:
+        out.append(HourWindow(start, min(start + step, window.end)))
+        start += step
+    return out

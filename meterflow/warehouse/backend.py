@@ -53,14 +53,18 @@ class StoredRows:
                 params.append(self.constants[name])
             else:
                 columns.append(f"{utc(name)} AS {name}" if kind == "ts" else name)
-        # Meter ids are strict identifiers (no quote can occur): a literal list suits every
-        # dialect, where an array parameter does not.
-        meters = ", ".join(f"'{check_identifier(m, 'meter id')}'" for m in self.meters)
+        meters = identifier_list(self.meters, "meter id")
         return (
             f"SELECT {', '.join(columns)} FROM {source} "
-            f"WHERE hour_utc >= ? AND hour_utc < ? AND meter_id IN ({meters or 'NULL'})",
+            f"WHERE hour_utc >= ? AND hour_utc < ? AND meter_id IN ({meters})",
             [*params, self.start, self.end],
         )
+
+
+def identifier_list(identifiers: list[str], what: str) -> str:
+    """Strict identifiers (no quote can occur) as a literal SQL list: every dialect takes it,
+    where an array parameter it does not."""
+    return ", ".join(f"'{check_identifier(i, what)}'" for i in identifiers) or "NULL"
 
 
 def naive_utc(rows: pd.DataFrame) -> pd.DataFrame:
@@ -91,6 +95,16 @@ class Warehouse(ABC):
         """MERGE rows straight from stored files when this backend reads their URIs (None when
         it cannot: the caller upserts the rows it read itself)."""
         return None
+
+    def upsert_stored_many(self, table: str, stored: list[StoredRows]) -> LoadCounts | None:
+        """upsert_stored for several sets of files (None when this backend reads none of them)."""
+        counts = LoadCounts()
+        for each in stored:
+            loaded = self.upsert_stored(table, each)
+            if loaded is None:
+                return None
+            counts += loaded
+        return counts
 
     @abstractmethod
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame: ...

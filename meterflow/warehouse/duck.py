@@ -36,17 +36,27 @@ class DuckDBWarehouse(SqlWarehouse):
         return "incoming"
 
     def upsert_stored(self, table: str, stored: StoredRows) -> LoadCounts | None:
-        """Local Parquet files are read by DuckDB itself, no rows through Python."""
-        if any("://" in uri for uri in stored.uris):
+        return self.upsert_stored_many(table, [stored])
+
+    def upsert_stored_many(self, table: str, stored: list[StoredRows]) -> LoadCounts | None:
+        """Local Parquet files are read by DuckDB itself, no rows through Python: every set in
+        one statement and one MERGE."""
+        if any("://" in uri for each in stored for uri in each.uris):
             return None
-        if not stored.uris:
+        selects, params = [], []
+        for each in stored:
+            if not each.uris:
+                continue
+            files = ", ".join("'" + uri.replace("'", "''") + "'" for uri in each.uris)
+            select, values = each.select(
+                table, f"read_parquet([{files}])", lambda c: f"timezone('UTC', {c})"
+            )
+            selects.append(select)
+            params += values
+        if not selects:
             return LoadCounts()
-        files = ", ".join("'" + uri.replace("'", "''") + "'" for uri in stored.uris)
-        select, params = stored.select(
-            table, f"read_parquet([{files}])", lambda c: f"timezone('UTC', {c})"
-        )
         with self.transaction():
-            self.execute(f"CREATE TEMP TABLE stored AS {select}", params)
+            self.execute(f"CREATE TEMP TABLE stored AS {' UNION ALL '.join(selects)}", params)
             counts = self._merge(table, "stored")
             self.execute("DROP TABLE stored")
         return counts

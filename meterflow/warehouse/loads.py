@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
@@ -10,10 +11,16 @@ from meterflow.aggregation.aggregate import PROPERTY_COLUMNS, aggregate_rows
 from meterflow.aggregation.calendar import calendar_rows
 from meterflow.aggregation.emission_factors import read_factors, refuse_silent_changes
 from meterflow.common.storage import Storage
-from meterflow.common.timeutil import HourWindow, merge_windows, warehouse_time
+from meterflow.common.timeutil import HourWindow, chunks, merge_windows, warehouse_time
 from meterflow.configuration.config import Participant
 from meterflow.hours.hourly_store import DAY_SCHEMA, day_key, read_days
-from meterflow.warehouse.backend import LoadCounts, StoredRows, Warehouse, prepare
+from meterflow.warehouse.backend import (
+    LoadCounts,
+    StoredRows,
+    Warehouse,
+    identifier_list,
+    prepare,
+)
 from meterflow.warehouse.schema import TABLES
 
 DEFAULT_DEGREE_DAY_BASE_C = 18.0
@@ -22,6 +29,14 @@ DEFAULT_DEGREE_DAY_BASE_C = 18.0
 def load_configuration(wh: Warehouse, participant: Participant, now: datetime) -> LoadCounts:
     """Participant, properties and meters; a changed row is closed (valid_to) and a new one
     opened (valid_from), so every fact can be read against the configuration of its time."""
+    return load_configurations(wh, [participant], now)
+
+
+def load_configurations(wh: Warehouse, participants: list[Participant], now) -> LoadCounts:
+    """load_configuration for many participants in one query and one upsert per table: an
+    hourly dispatch finds them unchanged and writes nothing."""
+    if not participants:
+        return LoadCounts()
     properties = pd.DataFrame(
         [
             {
@@ -37,6 +52,7 @@ def load_configuration(wh: Warehouse, participant: Participant, now: datetime) -
                 "office_end": p.office_hours.end if p.office_hours else None,
                 "degree_day_base_c": p.degree_day_base_c or DEFAULT_DEGREE_DAY_BASE_C,
             }
+            for participant in participants
             for p in participant.properties
         ]
     )
@@ -54,37 +70,42 @@ def load_configuration(wh: Warehouse, participant: Participant, now: datetime) -
                 "role": m.role,
                 "config_fingerprint": m.fingerprint,
             }
+            for participant in participants
             for m in participant.meters
         ]
     )
-    names = pd.DataFrame([{"participant_id": participant.id, "name": participant.name}])
+    names = pd.DataFrame([{"participant_id": p.id, "name": p.name} for p in participants])
+    ids = [p.id for p in participants]
     return (
         wh.upsert("dim_participant", names)
-        + _with_history(wh, "dim_property", "property_id", participant.id, properties, now)
-        + _with_history(wh, "dim_meter", "meter_id", participant.id, meters, now)
+        + _with_history(wh, "dim_property", "property_id", ids, properties, now)
+        + _with_history(wh, "dim_meter", "meter_id", ids, meters, now)
     )
 
 
 def _with_history(
-    wh: Warehouse, table: str, id_column: str, participant_id: str, rows: pd.DataFrame, now
+    wh: Warehouse, table: str, id_column: str, participant_ids: list[str], rows: pd.DataFrame, now
 ) -> LoadCounts:
     attributes = [c for c in rows.columns if c not in ("participant_id", id_column)]
+    key = ["participant_id", id_column]
     current = wh.query(
-        f"SELECT * FROM {wh.table(table)} WHERE participant_id = ? AND valid_to IS NULL",
-        [participant_id],
+        f"SELECT * FROM {wh.table(table)} "
+        f"WHERE participant_id IN ({identifier_list(participant_ids, 'participant id')}) "
+        "AND valid_to IS NULL"
     )
     # The open rows as the warehouse holds them, prepared once (not once per row).
-    before = prepare(current[[id_column, *attributes]]).set_index(id_column).to_dict("index")
+    before = prepare(current[[*key, *attributes]]).set_index(key).to_dict("index")
     stamp = warehouse_time(now)
     opened = []
     for row in prepare(rows).to_dict("records"):
-        if row[id_column] in before:
-            if all(_same(before[row[id_column]][a], row[a]) for a in attributes):
+        item = (row["participant_id"], row[id_column])
+        if item in before:
+            if all(_same(before[item][a], row[a]) for a in attributes):
                 continue
-            _close(wh, table, id_column, participant_id, row[id_column], stamp)
+            _close(wh, table, id_column, *item, stamp)
         opened.append({**row, "valid_from": stamp, "valid_to": None})
-    for gone in set(before) - set(rows[id_column]):
-        _close(wh, table, id_column, participant_id, gone, stamp)
+    for gone in set(before) - set(zip(rows["participant_id"], rows[id_column], strict=True)):
+        _close(wh, table, id_column, *gone, stamp)
     if not opened:
         return LoadCounts()
     return wh.upsert(table, pd.DataFrame(opened))
@@ -157,71 +178,155 @@ def load_window(
     """Configuration (with history), emission factors, the local calendar and the meter-hours
     of the window. The calendar spans the window's hours from its first to its last hour of
     data, never beyond: an empty or stray span adds no calendar rows."""
-    rows = window_frame(storage, participant, window)
-    return _load(wh, storage, participant, rows, window, now)
+    loader = Loader(wh)
+    loader.counts += load_configuration(wh, participant, now) + load_emission_factors(wh)
+    loader.facts(storage, participant, window, window_frame(storage, participant, window))
+    return loader.flush()
 
 
 def aggregate_window(
     wh: Warehouse, storage: Storage, participant: Participant, window: HourWindow
 ) -> LoadCounts:
     """Recompute and upsert the property-hours of the window for every data type."""
-    return _aggregate(wh, participant, window_frame(storage, participant, window))
+    loader = Loader(wh)
+    loader.aggregates(participant, window_frame(storage, participant, window))
+    return loader.flush()
 
 
 def load_hours(
     wh: Warehouse, storage: Storage, participant: Participant, window: HourWindow, now: datetime
 ) -> LoadCounts:
     """load_window and aggregate_window, the window's day files read once for both."""
+    loader = Loader(wh)
+    loader.counts += load_configuration(wh, participant, now) + load_emission_factors(wh)
     rows = window_frame(storage, participant, window)
-    return _load(wh, storage, participant, rows, window, now) + _aggregate(wh, participant, rows)
+    loader.facts(storage, participant, window, rows)
+    loader.aggregates(participant, rows)
+    return loader.flush()
 
 
-def _load(wh, storage, participant, rows: pd.DataFrame, window: HourWindow, now) -> LoadCounts:
-    wh.prepare()
-    counts = load_configuration(wh, participant, now) + load_emission_factors(wh)
-    if not rows.empty:
+# Meter-hours gathered across participants and windows before their upserts run: an hourly
+# dispatch of any size is one statement per table, a backfill's memory stays bounded.
+ROWS_PER_UPSERT = 200_000
+
+
+class Loader:
+    """Upserts gathered across participants and windows, run one statement per table when
+    ROWS_PER_UPSERT meter-hours have gathered and at `flush`: a hundred participants' new hour
+    is one MERGE per table, not a hundred (each costs a transaction and a scan of the target)."""
+
+    def __init__(self, wh: Warehouse):
+        self.wh = wh.prepare()
+        self.counts = LoadCounts()
+        self._calendar: list[pd.DataFrame] = []
+        self._stored: list[tuple[StoredRows, pd.DataFrame]] = []
+        self._property: list[pd.DataFrame] = []
+        self._gathered = 0
+
+    def facts(
+        self, storage: Storage, participant: Participant, window: HourWindow, rows: pd.DataFrame
+    ) -> None:
+        """The local calendar from the rows' first to last hour, and the meter-hours, taken
+        straight from the day files they came from where the backend reads them (DuckDB local
+        files, BigQuery `gs://`), else the rows themselves."""
+        if rows.empty:
+            return
         first, last = rows["hour_utc"].min(), rows["hour_utc"].max()
         hours = window.hours()
-        counts += load_calendar(wh, participant, hours[(hours >= first) & (hours <= last)])
-    return counts + _load_facts(wh, storage, participant, rows, window)
+        hours = hours[(hours >= first) & (hours <= last)]
+        self._calendar += [calendar_rows(participant.id, p, hours) for p in participant.properties]
+        days = rows["hour_utc"].dt.strftime("%Y-%m-%d")
+        for data_type, group in rows.groupby("data_type"):
+            stored = StoredRows(
+                uris=[storage.uri(day_key(data_type, d)) for d in sorted(set(days[group.index]))],
+                schema=DAY_SCHEMA,
+                constants={"participant_id": participant.id, "data_type": data_type},
+                start=window.start,
+                end=window.end,
+                meters=sorted(m.id for m in participant.meters if m.data_type == data_type),
+            )
+            self._stored.append((stored, group.assign(participant_id=participant.id)))
+        self._gather(len(rows))
+
+    def aggregates(self, participant: Participant, rows: pd.DataFrame) -> None:
+        """The property-hours of every data type the rows hold."""
+        property_rows = aggregate_rows(participant, rows)[PROPERTY_COLUMNS]
+        self._property.append(property_rows.assign(participant_id=participant.id))
+        self._gather(len(rows))
+
+    def _gather(self, rows: int) -> None:
+        self._gathered += rows
+        if self._gathered >= ROWS_PER_UPSERT:
+            self.flush()
+
+    def flush(self) -> LoadCounts:
+        """Run the gathered upserts; everything loaded so far, counted."""
+        wh = self.wh
+        if self._calendar:
+            self.counts += wh.upsert("dim_calendar", pd.concat(self._calendar, ignore_index=True))
+        if self._stored:
+            loaded = wh.upsert_stored_many("fact_meter_hourly", [s for s, _ in self._stored])
+            if loaded is None:
+                rows = pd.concat([r for _, r in self._stored], ignore_index=True)
+                loaded = wh.upsert("fact_meter_hourly", rows)
+            self.counts += loaded
+        if self._property:
+            rows = pd.concat(self._property, ignore_index=True)
+            self.counts += wh.upsert("fact_hourly", rows)
+        self._calendar, self._stored, self._property, self._gathered = [], [], [], 0
+        return self.counts
 
 
-def _load_facts(
-    wh: Warehouse, storage: Storage, participant: Participant, rows: pd.DataFrame, window
-) -> LoadCounts:
-    """fact_meter_hourly straight from the day files the rows came from where the backend
-    reads them (DuckDB local files, BigQuery `gs://`), else the rows themselves."""
-    if rows.empty:
-        return LoadCounts()
-    days = rows["hour_utc"].dt.strftime("%Y-%m-%d")
-    counts = LoadCounts()
-    for data_type, group in rows.groupby("data_type"):
-        stored = StoredRows(
-            uris=[storage.uri(day_key(data_type, day)) for day in sorted(set(days[group.index]))],
-            schema=DAY_SCHEMA,
-            constants={"participant_id": participant.id, "data_type": data_type},
-            start=window.start,
-            end=window.end,
-            meters=sorted(m.id for m in participant.meters if m.data_type == data_type),
-        )
-        loaded = wh.upsert_stored("fact_meter_hourly", stored)
-        counts += loaded if loaded is not None else load_meter_rows(wh, participant, group)
-    return counts
+@dataclass
+class Pending:
+    """A participant whose merged runs (from its catalog) the warehouse may not have loaded."""
+
+    storage: Storage
+    participant: Participant
+    runs: list[dict]
 
 
-def _aggregate(wh, participant, rows: pd.DataFrame) -> LoadCounts:
-    wh.prepare()
-    return load_property_hours(wh, participant.id, aggregate_rows(participant, rows))
+def load_pending(
+    wh: Warehouse, pending: list[Pending], now: datetime
+) -> tuple[dict[str, list[HourWindow]], dict[str, Exception]]:
+    """Load and aggregate what the participants' runs not yet loaded changed (this dispatch's,
+    and any a lost flow left), a week at a time, gathered across participants, then record
+    those runs as loaded. Each participant's loaded spans in order, and the participants whose
+    stored hours could not be read, with why (the others still load)."""
+    loader = Loader(wh)
+    loader.counts += load_configurations(wh, [p.participant for p in pending], now)
+    loader.counts += load_emission_factors(wh)
+    unloaded = unloaded_runs(wh, {p.participant.id: p.runs for p in pending})
+    spans_of: dict[str, list[HourWindow]] = {}
+    failed: dict[str, Exception] = {}
+    for item in pending:
+        participant_id = item.participant.id
+        spans = [c for span in changed_spans(unloaded[participant_id]) for c in chunks(span, 7)]
+        try:
+            frames = [window_frame(item.storage, item.participant, span) for span in spans]
+        except Exception as exc:  # a day file that cannot be read: this participant alone
+            failed[participant_id] = exc
+            continue
+        for span, rows in zip(spans, frames, strict=True):
+            loader.facts(item.storage, item.participant, span, rows)
+            loader.aggregates(item.participant, rows)
+        spans_of[participant_id] = spans
+    loader.flush()
+    record_loads(wh, {pid: unloaded[pid] for pid in spans_of})
+    return spans_of, failed
 
 
-def unloaded_runs(wh: Warehouse, participant_id: str, runs: list[dict]) -> list[dict]:
-    """The merged runs the warehouse has not loaded (its own log says which it has)."""
-    wh.prepare()
+def unloaded_runs(wh: Warehouse, runs_of: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Each participant's merged runs that the warehouse has not loaded (its own log says which
+    it has), in one query."""
     loaded = wh.query(
-        f"SELECT run_id FROM {wh.table('load_log')} WHERE participant_id = ?", [participant_id]
+        f"SELECT participant_id, run_id FROM {wh.table('load_log')} "
+        f"WHERE participant_id IN ({identifier_list(list(runs_of), 'participant id')})"
     )
-    done = set(loaded["run_id"])
-    return [run for run in runs if run["run"] not in done]
+    done = set(zip(loaded["participant_id"], loaded["run_id"], strict=True))
+    return {
+        pid: [run for run in runs if (pid, run["run"]) not in done] for pid, runs in runs_of.items()
+    }
 
 
 def changed_spans(runs: list[dict]) -> list[HourWindow]:
@@ -241,12 +346,11 @@ def runs_within(runs: list[dict], window: HourWindow) -> list[dict]:
     return [run for run in runs if inside(run)]
 
 
-def record_loads(wh: Warehouse, participant_id: str, runs: list[dict]) -> None:
-    """Record the runs as loaded; a run already recorded keeps the time of its first load, so
-    reloading a window changes no row."""
-    runs = unloaded_runs(wh, participant_id, runs)
-    if runs:
-        rows = pd.DataFrame(
-            {"participant_id": participant_id, "run_id": [r["run"] for r in runs]}
-        ).assign(loaded_utc=pd.Timestamp.now(tz="UTC"))
-        wh.upsert("load_log", rows)
+def record_loads(wh: Warehouse, runs_of: dict[str, list[dict]]) -> None:
+    """Record the runs as loaded, in one upsert; a run already recorded keeps the time of its
+    first load, so reloading a window changes no row."""
+    runs_of = unloaded_runs(wh, runs_of) if runs_of else {}
+    loaded = [(pid, run["run"]) for pid, runs in runs_of.items() for run in runs]
+    rows = pd.DataFrame(loaded, columns=["participant_id", "run_id"])
+    if not rows.empty:
+        wh.upsert("load_log", rows.assign(loaded_utc=pd.Timestamp.now(tz="UTC")))
