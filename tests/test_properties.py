@@ -5,10 +5,12 @@ readings they return go through the plausibility check and standardisation just 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from datetime import UTC, datetime
 
 import pandas as pd
+import xmlschema
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +18,7 @@ from connectors.csv import parse_csv, parse_csv_files
 from connectors.push import parse_push
 from meterflow.collection.collect import standardise_meter
 from meterflow.common.errors import MeterflowError
+from meterflow.configuration import participant_xml
 from meterflow.configuration.config import CsvFormat, Meter, PushSettings
 from meterflow.configuration.participant_xml import load_participant
 from meterflow.standardisation.plausibility import check_readings
@@ -233,6 +236,15 @@ def mutated_xml(draw) -> bytes:
         cut = draw(st.integers(0, len(text)))
         text = text[:cut] + draw(st.text(max_size=20)) + text[cut:]
     return text.encode("utf-8", "surrogatepass")
+
+
+@EXAMPLES
+@given(document=st.one_of(mutated_xml(), st.binary(max_size=300)))
+def test_the_fast_schema_check_accepts_only_what_the_full_one_accepts(document):
+    """A configuration libxml2 finds valid skips xmlschema's check: the two must agree."""
+    if participant_xml._fast_valid(document) is not None:
+        resource = xmlschema.XMLResource(io.BytesIO(document), defuse="always")
+        assert list(participant_xml._schema().iter_errors(resource)) == []
 
 
 @EXAMPLES

@@ -39,6 +39,7 @@ REWRITE = timedelta(days=1)
 # hourly values pass through): new ones rewrite those hours alone, from the payloads that
 # overlap them. Registers and samples reach across their neighbours: they take the margins.
 LOCAL_KINDS = frozenset({"interval", "hourly"})
+SPAN_SLACK = pd.Timedelta(minutes=1)  # SourceReadings.span widens the end by this
 
 
 class Days:
@@ -303,10 +304,13 @@ class Collection:
         todo = [w for w in works if w.spans]
         if not todo:
             return
-        rewrite = pd.Series([pd.Timedelta(0) if w.local else REWRITE for w in todo])
-        context = pd.Series([pd.Timedelta(0) if w.local else CONTEXT for w in todo])
+        local = pd.Series([int(w.local) for w in todo])
         starts = pd.Series([pd.Timestamp(min(s[0] for s in w.spans)) for w in todo])
+        # A span's end is a minute past its last instant (so that a sample there is inside
+        # it): interval and hourly readings end that minute before it.
         ends = pd.Series([pd.Timestamp(max(s[1] for s in w.spans)) for w in todo])
+        ends = ends - local * SPAN_SLACK
+        rewrite, context = (1 - local) * REWRITE, (1 - local) * CONTEXT
         ranges = pd.DataFrame(
             {
                 "meter_id": [w.meter.id for w in todo],
@@ -317,7 +321,11 @@ class Collection:
                 "made_with": [w.current for w in todo],
             }
         )
-        around = ranges.assign(start=ranges["start"] - context, end=ranges["end"] + context)
+        # The archived payloads around the hours: for local kinds those whose readings reach
+        # into them (their span ends past the first hour's start by more than the slack).
+        around = ranges.assign(
+            start=ranges["start"] - context + local * SPAN_SLACK, end=ranges["end"] + context
+        )
         archive = self.catalog.payloads_within(around)
         work_of = {w.meter.id: w for w in todo}
         archived = [
