@@ -4,16 +4,24 @@ Register them with `prefect block register -m blocks`. S3 meters use prefect-aws
 `AwsCredentials` block; the others use the blocks defined here.
 """
 
-from blocks.credentials import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
-from blocks.guardian import GuardianPolicy, load_policy
-from blocks.resolve import access_for, s3_client_for
-from blocks.storage import ParticipantStorage
-from blocks.warehouse import (
-    BigQueryWarehouseBlock,
-    DuckDBWarehouseBlock,
-    PostgresWarehouseBlock,
-    open_warehouse,
-)
+import importlib
+
+# Each name is imported from its module when first used, so that a worker process that needs
+# the credentials blocks does not import the cloud SDKs the storage and warehouse blocks need.
+_MODULES = {
+    "BigQueryWarehouseBlock": "blocks.warehouse",
+    "DuckDBWarehouseBlock": "blocks.warehouse",
+    "GuardianPolicy": "blocks.guardian",
+    "OpenMeteoSource": "blocks.credentials",
+    "ParticipantStorage": "blocks.participant_storage",
+    "PostgresWarehouseBlock": "blocks.warehouse",
+    "SolcastCredentials": "blocks.credentials",
+    "WattwatchersCredentials": "blocks.credentials",
+    "access_for": "blocks.resolve",
+    "load_policy": "blocks.guardian",
+    "open_warehouse": "blocks.warehouse",
+    "s3_client_for": "blocks.resolve",
+}
 
 __all__ = [
     "BigQueryWarehouseBlock",
@@ -29,3 +37,13 @@ __all__ = [
     "open_warehouse",
     "s3_client_for",
 ]
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return getattr(importlib.import_module(_MODULES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # `prefect block register -m blocks` finds the block types here
+    return sorted(__all__)

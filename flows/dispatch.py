@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -124,12 +125,24 @@ def participant_groups(ids: list[str]) -> dict[str, list[str]]:
     return {(g[0] if len(g) == 1 else f"{g[0]}..{g[-1]}"): g for g in groups}
 
 
-def completed(futures: dict[str, PrefectFuture]) -> Iterator[list[str]]:
-    """The futures' keys in batches as they complete: each batch is every one that completed
-    since the last, so work that follows them (a load) is done for many at once."""
+def completed(futures: dict[str, list[PrefectFuture]]) -> Iterator[list[str]]:
+    """The keys in batches as all their futures complete: each batch is every key completed
+    since the last, so work that follows them (a merge, a load) is done for many at once."""
     done: queue.SimpleQueue[str] = queue.SimpleQueue()
-    for key, future in futures.items():
-        future.wrapped_future.add_done_callback(lambda _, key=key: done.put(key))
+    left = {key: len(found) for key, found in futures.items()}
+    lock = threading.Lock()
+
+    def one_done(key: str) -> None:
+        with lock:
+            left[key] -= 1
+            if left[key] == 0:
+                done.put(key)
+
+    for key, found in futures.items():
+        if not found:
+            done.put(key)
+        for future in found:
+            future.wrapped_future.add_done_callback(lambda _, key=key: one_done(key))
     remaining = len(futures)
     while remaining:
         batch = [done.get()]
@@ -180,13 +193,13 @@ def dispatch(
         batches = iter([lone])
     else:
         futures = {
-            label: collect_participants.submit(
-                data_root, group, window, shard_size, label, one_shard
-            )
+            label: [
+                collect_participants.submit(data_root, group, window, shard_size, label, one_shard)
+            ]
             for label, group in participant_groups(ids).items()
         }
         batches = (
-            [planned for label in labels for planned in futures[label].result()]
+            [planned for label in labels for planned in futures[label][0].result()]
             for labels in completed(futures)
         )
 
@@ -223,9 +236,12 @@ def dispatch(
                 outcomes_of[participant_id].extend(planned.report.outcomes)
                 collected.append(planned.participant)
         load(collected)
-    for shards_of in started:
-        outcomes_of[shards_of.participant.id].extend(shards_of.finish().outcomes)
-    load([shards_of.participant for shards_of in started])
+    # Participants collected in shards: merged and loaded together as their shards complete.
+    started_of = {shards_of.participant.id: shards_of for shards_of in started}
+    for batch in completed({pid: shards_of.futures for pid, shards_of in started_of.items()}):
+        for participant_id in batch:
+            outcomes_of[participant_id].extend(started_of[participant_id].finish().outcomes)
+        load([started_of[participant_id].participant for participant_id in batch])
     outcomes = [o for found in outcomes_of.values() for o in found]
     rows = [asdict(o) for o in outcomes]
     create_table_artifact(
