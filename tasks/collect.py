@@ -1,6 +1,6 @@
-"""Plan, collect and merge meter windows: one task run per participant or per shard of meters,
-never per meter-hour, and one merge per participant (the one writer of its day files and
-catalog)."""
+"""Plan, collect and merge meter windows: one task run per group of participants or per shard of
+meters, never per meter-hour, and one merge per participant (the one writer of its day files
+and catalog)."""
 
 from __future__ import annotations
 
