@@ -18,7 +18,7 @@ from meterflow.collection.shards import DEFAULT_SHARD_SIZE, failures
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow, chunks
 from tasks.participants import validate_participant
-from tasks.warehouse import aggregate_window, load_window
+from tasks.warehouse import load_window
 
 
 def record_for(data_root: str, participant_id: str, meter_ids, window, force_override):
@@ -63,8 +63,7 @@ def backfill(
         failed = failures(report.outcomes)
         if failed:
             raise MeterflowError(f"backfill chunk {chunk} failed:\n" + "\n".join(failed))
-        load_window(data_root, warehouse, participant, chunk)
-        aggregate_window(data_root, warehouse, participant, chunk)
+        load_window(data_root, warehouse, participant, chunk, aggregate=True)
         record.mark(chunk)
         logger.info("chunk %s done", chunk)
     return {"chunks": total, "done_now": len(todo), "done_before": total - len(todo)}

@@ -20,13 +20,19 @@ from meterflow.warehouse import LoadCounts, loads
 
 @task(task_run_name="load/{participant.id}/{window}")
 def load_window(
-    data_root: str, warehouse: str, participant: Participant, window: HourWindow
+    data_root: str,
+    warehouse: str,
+    participant: Participant,
+    window: HourWindow,
+    aggregate: bool = False,
 ) -> LoadCounts:
-    """Load the window's stored hours, and count as loaded the runs whose changes lie in it."""
+    """Load the window's stored hours (with `aggregate`, its property-hours too, from the same
+    read of the day files), and count as loaded the runs whose changes lie in it."""
     storage = open_storage(data_root, participant.id)
     catalog = read_catalog(storage)
+    load = loads.load_hours if aggregate else loads.load_window
     with open_warehouse(warehouse) as wh:
-        counts = loads.load_window(wh, storage, participant, window, datetime.now(UTC))
+        counts = load(wh, storage, participant, window, datetime.now(UTC))
         loads.record_loads(wh, {participant.id: loads.runs_within(catalog.runs, window)})
         return counts
 
