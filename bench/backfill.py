@@ -1,14 +1,14 @@
 """Backfill throughput, four ways side by side on the same CSV fleet: (p) the plain one-pass
 DuckDB job a data engineer would write (the peer), (a) Meterflow's domain code bare, (b)
 Meterflow's flows (dispatch: shards as task runs), (c) the naive Prefect design of one task run
-per meter-hour.
+per meter-hour; and (f) Prefect's floor, the dispatch's flow, pool and task runs with no work.
 
     .venv/bin/python -m bench.backfill --meters 1000 --days 7 --naive-meters 4 --naive-days 1
 
 (c) runs on a small fleet and is compared per meter-hour. Prints seconds, meter-hours/s and what
-each run does, then a/p, b/a and b/c (seconds per meter-hour). Targets: a/p <= 5, b/a <= 1.15,
-b/c <= 0.05. Reports are off in (b): a dispatch renders them at most daily, and (a) and (p)
-render none.
+each run does, then a/p, b/a and b/c (seconds per meter-hour), and (b - f)/a: the flows' cost over
+the bare code beyond Prefect's fixed floor. Targets: a/p <= 5, b/a <= 1.15, b/c <= 0.05.
+Reports are off in (b): a dispatch renders them at most daily, and (a) and (p) render none.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from pathlib import Path
 
 from bench.fleet import make_fleet, print_table, quiet_prefect, run_bare, run_peer, timed
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE
+from meterflow.configuration.participants import list_participants
 
 DOES = {
     "p": "CSV -> UTC hour sums -> Parquet by participant/day + table",
     "a": "+ raw archive, ledger, quality/coverage, plausibility, local days, calendar, MERGE",
     "b": "a, as Prefect task runs (plan, shards, merge, load) with state and logs",
     "c": "a, one Prefect task run per meter-hour",
+    "f": "b's flow run, worker pool and task runs, no work",
 }
 
 
@@ -41,6 +43,7 @@ def main() -> None:
     quiet_prefect(work / "prefect")
     from prefect.testing.utilities import prefect_test_harness  # after PREFECT_HOME is set
 
+    from bench.floor import empty_dispatch
     from bench.naive import naive_dispatch
     from flows.dispatch import dispatch
 
@@ -65,6 +68,8 @@ def main() -> None:
             seconds_c = timed(
                 lambda: naive_dispatch(str(work / "c"), str(work / "c.duckdb"), small)
             )
+            ids = list_participants(work / "b")
+            seconds_f = timed(lambda: empty_dispatch(ids))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     hours = args.meters * len(window.hours())
@@ -80,9 +85,11 @@ def main() -> None:
             small_hours,
             seconds_c,
         ),
+        ("f Prefect floor", 0, 0, 0, seconds_f),
     ):
         does = DOES[name[0]]
-        rows.append([name, meters, days, mh, f"{seconds:.1f}", f"{mh / seconds:,.0f}", does])
+        rate = f"{mh / seconds:,.0f}" if mh else "-"
+        rows.append([name, meters, days, mh, f"{seconds:.1f}", rate, does])
     print_table(
         "backfill: collect, standardise, aggregate, load DuckDB",
         ["run", "meters", "days", "meter-hours", "seconds", "meter-hours/s", "does"],
@@ -99,6 +106,7 @@ def main() -> None:
     }
     print(f"\na/p = {per_hour['a'] / per_hour['p']:.2f}  (target <= 5; p does far less)")
     print(f"b/a = {per_hour['b'] / per_hour['a']:.3f}  (target <= 1.15)")
+    print(f"(b - f)/a = {(seconds_b - seconds_f) / seconds_a:.3f}  (beyond Prefect's fixed floor)")
     print(f"b/c = {per_hour['b'] / per_hour['c']:.4f}  (target <= 0.05, per meter-hour)")
 
 

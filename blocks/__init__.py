@@ -9,7 +9,7 @@ import importlib
 # Each name is imported from its module when first used, so that a worker process that needs
 # the credentials blocks does not import the cloud SDKs the storage and warehouse blocks need.
 _MODULES = {
-    "BigQueryWarehouseBlock": "blocks.warehouse",
+    "BigQueryWarehouseBlock": "blocks.bigquery",
     "DuckDBWarehouseBlock": "blocks.warehouse",
     "GuardianPolicy": "blocks.guardian",
     "OpenMeteoSource": "blocks.credentials",

@@ -6,8 +6,9 @@ a block reference `<block-type-slug>/<name>`, e.g. `meterflow-postgresql/analyti
 
 from __future__ import annotations
 
+import importlib
+
 from prefect.blocks.core import Block
-from prefect_gcp import GcpCredentials
 from pydantic import Field, SecretStr
 
 from meterflow.warehouse import DuckDBWarehouse, Warehouse
@@ -46,24 +47,12 @@ class PostgresWarehouseBlock(Block):
         return PostgresWarehouse(dsn, self.schema_name)
 
 
-class BigQueryWarehouseBlock(Block):
-    """A BigQuery dataset, reached with prefect-gcp's GcpCredentials."""
-
-    _block_type_name = "Meterflow BigQuery"
-    gcp_credentials: GcpCredentials
-    dataset: str
-    location: str = "australia-southeast1"
-
-    def open(self) -> Warehouse:
-        from meterflow.warehouse.bigquery import BigQueryWarehouse
-
-        client = self.gcp_credentials.get_bigquery_client(location=self.location)
-        return BigQueryWarehouse(client, self.dataset)
-
-
+# Block type slug -> (module, class): the BigQuery block's module imports prefect-gcp and the
+# Google client libraries, which a flow loading DuckDB or PostgreSQL never needs.
 BLOCKS = {
-    b.get_block_type_slug(): b
-    for b in (DuckDBWarehouseBlock, PostgresWarehouseBlock, BigQueryWarehouseBlock)
+    "meterflow-duckdb": ("blocks.warehouse", "DuckDBWarehouseBlock"),
+    "meterflow-postgresql": ("blocks.warehouse", "PostgresWarehouseBlock"),
+    "meterflow-bigquery": ("blocks.bigquery", "BigQueryWarehouseBlock"),
 }
 
 
@@ -71,5 +60,6 @@ def open_warehouse(spec: str) -> Warehouse:
     """A DuckDB path, or `<slug>/<name>` of a saved warehouse block."""
     slug, _, name = spec.partition("/")
     if slug in BLOCKS and name:
-        return BLOCKS[slug].load(name).open()
+        module, block_type = BLOCKS[slug]
+        return getattr(importlib.import_module(module), block_type).load(name).open()
     return DuckDBWarehouse(spec)

@@ -22,7 +22,6 @@ from prefect.utilities.annotations import quote
 
 from blocks.storage import participant_ids
 from flows.collect import SHARD_DEPLOYMENT, Mode, pool_workers, shard_runner, start_shards
-from flows.mrv import mrv
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow, floor_hour
@@ -106,6 +105,8 @@ def load_participants(
             continue
         if not any(meter.jobs for meter in participant.meters):
             continue
+        from flows.mrv import mrv  # the MRV modules load only for participants with MRV jobs
+
         try:
             # Nothing new: only what waits is submitted or reconciled.
             changed = loaded[0].start if loaded else window.end

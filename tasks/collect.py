@@ -17,6 +17,7 @@ from meterflow.collection import collect
 from meterflow.collection.catalog import Catalog, read_catalog
 from meterflow.collection.plan import MeterWindow, plan_meters
 from meterflow.collection.shards import ShardReport, shard, shard_label
+from meterflow.common.memory import release_memory
 from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.config import Meter, Participant
@@ -137,6 +138,7 @@ def _collect(
         label=label,
     )
     report = ShardReport.of(run)
+    release_memory()
     for result, outcome in zip(run.results, report.outcomes, strict=True):
         if outcome.status == "failed":
             logger.error("%s/%s failed: %s", participant.id, result.meter, outcome.why)
@@ -165,4 +167,5 @@ def merge_runs(data_root: str, participant: Participant, runs: list[str]) -> int
 def _merge(storage: Storage, participant: Participant, runs: list[str]) -> int:
     now = datetime.now(UTC)
     changed = collect.merge(storage, participant, [*runs, *collect.unmerged(storage, now)], now)
+    release_memory()
     return len(changed)

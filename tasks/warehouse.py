@@ -11,9 +11,9 @@ from prefect import task
 from blocks import open_warehouse
 from blocks.storage import open_storage
 from meterflow.collection.catalog import read_catalog
+from meterflow.common.memory import release_memory
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.config import Participant
-from meterflow.reporting.report import write_latest_report
 from meterflow.reporting.schedule import latest_report_due
 from meterflow.warehouse import LoadCounts, loads
 
@@ -59,6 +59,7 @@ def load_changes(
         pending.append(loads.Pending(storage, participant, read_catalog(storage).runs))
     with open_warehouse(warehouse) as wh:
         spans_of, failed = loads.load_pending(wh, pending, datetime.now(UTC))
+    release_memory()
     return spans_of, {pid: f"{type(exc).__name__}: {exc}" for pid, exc in failed.items()}
 
 
@@ -70,5 +71,7 @@ def report_due(data_root: str, participant_id: str, every: timedelta) -> bool:
 def report_window(
     data_root: str, warehouse: str, participant: Participant, window: HourWindow
 ) -> Path:
+    from meterflow.reporting.report import write_latest_report  # matplotlib: only when due
+
     with open_warehouse(warehouse) as wh:
         return write_latest_report(wh, participant.id, window, Path(data_root) / "reports")

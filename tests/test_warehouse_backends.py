@@ -211,3 +211,28 @@ def test_configuration_changes_are_tracked_with_valid_from_and_to(tmp_path):
     assert rows.floor_area_m2.tolist() == [5200.0, 6000.0]
     assert rows.valid_to[0] == pd.Timestamp("2026-05-01") and pd.isna(rows.valid_to[1])
     assert current.floor_area_m2.tolist() == [6000.0]
+
+
+def test_each_warehouse_block_slug_opens_the_block_type_it_names():
+    """`<slug>/<name>` finds its block type without importing the others' SDKs: the map must
+    name, for every slug, the block type whose slug it is."""
+    import importlib
+
+    from blocks.warehouse import BLOCKS
+
+    assert set(BLOCKS) == {"meterflow-duckdb", "meterflow-postgresql", "meterflow-bigquery"}
+    for slug, (module, name) in BLOCKS.items():
+        assert getattr(importlib.import_module(module), name).get_block_type_slug() == slug
+
+
+def test_a_dispatch_process_imports_reports_bigquery_and_mrv_only_when_used():
+    """Each of the flow process's imports is memory it holds for the whole run (about 65 MiB
+    for matplotlib, prefect-gcp and the MRV modules): they load when a report is due, a
+    BigQuery block is named, or a participant has MRV jobs."""
+    import subprocess
+    import sys
+
+    heavy = ("matplotlib", "prefect_gcp", "flows.mrv", "google.cloud.bigquery")
+    probe = f"import sys, flows.dispatch; print(sorted(set({heavy!r}) & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

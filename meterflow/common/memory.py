@@ -1,0 +1,21 @@
+"""Give freed memory back to the operating system between units of work."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import pyarrow as pa
+
+_libc_name = ctypes.util.find_library("c")
+_libc = ctypes.CDLL(_libc_name) if _libc_name else None
+
+
+def release_memory() -> None:
+    """Return freed heap pages to the OS. pandas and pyarrow free a merge's or a load's buffers
+    into glibc's arenas and jemalloc's pool, which keep them: a flow or worker process that has
+    merged a month of day files would otherwise stay at that peak for the rest of the run, and
+    the flow and its workers together would hold several such peaks at once."""
+    pa.default_memory_pool().release_unused()
+    if _libc is not None and hasattr(_libc, "malloc_trim"):
+        _libc.malloc_trim(0)
