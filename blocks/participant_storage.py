@@ -46,4 +46,9 @@ class ParticipantStorage(Block):
         if isinstance(bucket, GcsBucket):
             client = bucket.gcp_credentials.get_cloud_storage_client()
             return GcsStorage(client, name, self.participant)
-        return S3Storage(bucket.credentials.get_s3_client(), name, self.participant)
+        # Presigned report links must be SigV4: boto3 presigns with SigV2 unless told, and
+        # SigV2 links fail in every region opened since 2014 and cannot outlive the key.
+        credentials = bucket.credentials.model_copy(deep=True)
+        parameters = credentials.aws_client_parameters
+        parameters.config = {"signature_version": "s3v4", **(parameters.config or {})}
+        return S3Storage(credentials.get_s3_client(), name, self.participant)

@@ -26,6 +26,7 @@ from flows.dispatch import dispatch
 from flows.summary import show_dispatch, wide_console
 from meterflow.common import demo_data
 from meterflow.common.timeutil import HourWindow
+from meterflow.reporting.schedule import LATEST_KEY
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.queries import property_summary
 
@@ -170,8 +171,8 @@ def run_demo(data_root: str = "data") -> int:
         f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse_path}', "
         "read_only=True).sql('SELECT * FROM fact_hourly LIMIT 5'))\""
     )
-    reports = sorted((Path(data_root) / "reports").glob("*.html"))
-    console.print("Benchmarking reports (open in a browser):")
+    reports = sorted(Path(data_root).glob(f"*/{LATEST_KEY}"))
+    console.print("Benchmarking reports, each in its participant's storage (open in a browser):")
     for report in reports:
         console.print(f"  {report}")
     console.print("See the runs in the Prefect UI:")

@@ -93,10 +93,10 @@ def load_participants(
                 and report_every_hours is not None
                 and report_due(data_root, participant_id, timedelta(hours=report_every_hours))
             ):
-                path = report_window(data_root, warehouse, quote(participant), window)
+                link = report_window(data_root, warehouse, quote(participant), window)
                 create_link_artifact(
                     key=f"report-{participant_id}",
-                    link=path.resolve().as_uri(),
+                    link=link,
                     link_text=f"Benchmarking report: {participant.name}",
                     description=f"Latest report for {participant_id}, {window}",
                 )

@@ -4,7 +4,6 @@ property-hours (aggregate), and write the participant's report."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from prefect import task
 
@@ -14,8 +13,11 @@ from meterflow.collection.catalog import read_catalog
 from meterflow.common.memory import release_memory
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.config import Participant
-from meterflow.reporting.schedule import latest_report_due
+from meterflow.reporting.schedule import LATEST_KEY, latest_report_due
 from meterflow.warehouse import LoadCounts, loads
+
+# A V4 signed URL lives at most 7 days; each rendering links a new one.
+REPORT_LINK_DAYS = 7
 
 
 @task(task_run_name="load/{participant.id}/{window}")
@@ -64,14 +66,19 @@ def load_changes(
 
 
 def report_due(data_root: str, participant_id: str, every: timedelta) -> bool:
-    return latest_report_due(Path(data_root) / "reports", participant_id, datetime.now(UTC), every)
+    storage = open_storage(data_root, participant_id)
+    return latest_report_due(storage, datetime.now(UTC), every)
 
 
 @task(task_run_name="report/{participant.id}/{window}")
 def report_window(
     data_root: str, warehouse: str, participant: Participant, window: HourWindow
-) -> Path:
+) -> str:
+    """Render the participant's latest report into its storage; a link its people can open
+    (a signed URL on a bucket, valid REPORT_LINK_DAYS)."""
     from meterflow.reporting.report import write_latest_report  # matplotlib: only when due
 
+    storage = open_storage(data_root, participant.id)
     with open_warehouse(warehouse) as wh:
-        return write_latest_report(wh, participant.id, window, Path(data_root) / "reports")
+        write_latest_report(wh, storage, window, datetime.now(UTC))
+    return storage.share(LATEST_KEY, timedelta(days=REPORT_LINK_DAYS))

@@ -289,7 +289,7 @@ def test_no_key_appears_in_files_warehouse_artifacts_or_logs(demo):
 
 def test_dispatch_writes_and_links_a_report_with_every_chart(demo, tmp_path):
     data_root, warehouse, _, state, _ = demo
-    report = (data_root / "reports" / "acme-latest.html").read_text()
+    report = (data_root / "acme" / "reports" / "latest.html").read_text()
     for title in (
         "Daily energy per property",
         "Energy use intensity ranking",
@@ -308,7 +308,7 @@ def test_dispatch_writes_and_links_a_report_with_every_chart(demo, tmp_path):
             )
         )
     (link,) = [a for a in artifacts if a.key == "report-acme"]
-    assert "acme-latest.html" in str(link.data)
+    assert (data_root / "acme" / "reports" / "latest.html").resolve().as_uri() in str(link.data)
     out = tmp_path / "r.html"
     command = [
         str(METERFLOW),
@@ -379,7 +379,7 @@ def test_an_hourly_dispatch_renders_the_report_once_a_day_unless_told(prefect_se
     data_root = tmp_path / "data"
     storage = LocalStorage(data_root, "daily")
     storage.write(CONFIG_KEY, participant_xml("daily", [csv_meter("m1", 60)]))
-    report = data_root / "reports" / "daily-latest.html"
+    report = data_root / "daily" / "reports" / "latest.html"
     warehouse = str(tmp_path / "warehouse.duckdb")
 
     def new_day(day: int, **options) -> None:

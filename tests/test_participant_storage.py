@@ -5,10 +5,13 @@ token from a loopback Google OAuth endpoint) and one in a local folder, in one r
 from __future__ import annotations
 
 import itertools
+import re
 
 import duckdb
 import pytest
+import requests
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 from prefect_aws import AwsCredentials, S3Bucket
 from prefect_gcp import GcpCredentials
 from prefect_gcp.cloud_storage import GcsBucket
@@ -106,11 +109,38 @@ def test_dispatch_uses_the_bucket_each_participants_block_names(tenants, tmp_pat
     assert not (data_root / "s3-tenant").exists() and not (data_root / "gcs-tenant").exists()
     assert set(oauth.grants) == {SERVICE_ACCOUNT}  # GCS was reached with the block's account
 
+    # Each report is in its participant's own storage, dated and latest, and the run links it
+    # where the participant's people can open it: a signed URL to the bucket, never a worker's
+    # disk (the local participant's folder is its storage).
+    for pid in PARTICIPANTS:
+        storage = open_storage(data_root, pid)
+        keys = ["reports/2026-04-01.html", "reports/latest.html", "reports/latest.json"]
+        assert storage.list("reports/") == keys
+        assert storage.read(keys[0]) == storage.read(keys[1])
+        link = report_link(pid)
+        if pid == "local-tenant":
+            assert link == (data_root / pid / "reports" / "latest.html").resolve().as_uri()
+            continue
+        assert link.startswith(("http://127.0.0.1", "http://localhost")), link
+        opened = requests.get(link, timeout=10)
+        assert opened.status_code == 200 and f"Fleet {pid}" in opened.text
+
     s3 = open_storage(data_root, "s3-tenant")
     before = {key: s3.read(key) for key in s3.list()}
     again = dispatch(start=start, end=end, data_root=str(data_root), warehouse=warehouse)
     assert all(r["hours_new"] == 0 for r in again)
     assert {key: s3.read(key) for key in s3.list()} == before
+
+
+def report_link(participant_id: str) -> str:
+    """Where the latest dispatch's report artifact for the participant points."""
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(any_=[f"report-{participant_id}"])
+            )
+        )
+    return re.fullmatch(r"\[.*\]\((.*)\)", artifact.data).group(1)
 
 
 def test_a_block_that_names_another_participant_or_a_shared_folder_is_refused(tenants):

@@ -4,13 +4,19 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+from urllib.request import url2pathname
 
 import boto3
 import pytest
+import requests
+from botocore.config import Config
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
+from google.oauth2 import service_account
 
+from emulators.google_oauth import GoogleOAuthEmulator
 from meterflow.collection.rawlog import Payload, RunWriter, read_run
 from meterflow.common.cloud_storage import GcsStorage, S3Storage
 from meterflow.common.errors import InvalidIdentifier
@@ -26,6 +32,7 @@ def s3_client(s3_endpoint):
         aws_access_key_id="AKIATESTTESTTEST",
         aws_secret_access_key="contract-test-secret",
         region_name="ap-southeast-2",
+        config=Config(signature_version="s3v4"),  # as ParticipantStorage.open configures it
     )
 
 
@@ -153,3 +160,36 @@ def test_an_inbox_scan_sees_every_name_and_reads_and_removes_it(backend):
     for entry in entries:
         acme.remove_entry(entry)
     assert acme.scan("inbox/m1/") == [] and acme.list("inbox/m2/") == ["inbox/m2/other.csv"]
+
+
+def test_a_shared_link_opens_the_object_for_its_lifetime(backend, gcs_endpoint):
+    """What a report link gives a participant's people: a file URI in a local folder, a
+    presigned URL on S3, a V4 signed URL on GCS (signed with a service account key), each
+    naming its lifetime and opening the object over plain HTTP."""
+    acme = backend("acme")
+    acme.write("reports/latest.html", b"<html>acme</html>")
+    week = timedelta(days=7)
+    if isinstance(acme, LocalStorage):
+        link = acme.share("reports/latest.html", week)
+        assert link.startswith("file://")
+        with open(url2pathname(urlsplit(link).path), "rb") as opened:
+            assert opened.read() == b"<html>acme</html>"
+        return
+    if isinstance(acme, GcsStorage):  # signing needs a key: the job's service account's
+        with GoogleOAuthEmulator() as oauth:
+            key = oauth.service_account("reports@meterflow-test.iam", "meterflow-test")
+        signer = gcs.Client(
+            project="meterflow-test",
+            credentials=service_account.Credentials.from_service_account_info(key),
+            client_options={"api_endpoint": gcs_endpoint},
+        )
+        acme = GcsStorage(signer, acme.bucket.name, "acme")
+    link = acme.share("reports/latest.html", week)
+    query = {k.lower(): v for k, v in parse_qs(urlsplit(link).query).items()}
+    scheme = "x-goog" if isinstance(acme, GcsStorage) else "x-amz"
+    assert query[f"{scheme}-algorithm"] in (["GOOG4-RSA-SHA256"], ["AWS4-HMAC-SHA256"])
+    assert query[f"{scheme}-expires"] == ["604800"] and query[f"{scheme}-signature"]
+    signer = "reports@meterflow-test.iam" if scheme == "x-goog" else "AKIATESTTESTTEST"
+    assert query[f"{scheme}-credential"][0].startswith(f"{signer}/")
+    opened = requests.get(link, timeout=10)
+    assert opened.status_code == 200 and opened.content == b"<html>acme</html>"

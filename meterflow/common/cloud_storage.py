@@ -10,9 +10,12 @@ or the new one, never a part.
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 from google.api_core.exceptions import NotFound
+from google.auth.credentials import Signing
+from google.auth.transport.requests import Request as GoogleRequest
 
 from meterflow.common.storage import Entry
 from meterflow.configuration.ids import check_identifier, check_key, is_key
@@ -33,6 +36,15 @@ class S3Storage:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{check_key(key)}"
+
+    def share(self, key: str, expires: timedelta) -> str:
+        """A presigned URL (SigV4, at most 7 days, when the client's config says `s3v4`, as
+        `ParticipantStorage.open` makes it)."""
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": check_key(key)},
+            ExpiresIn=int(expires.total_seconds()),
+        )
 
     def write(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data)
@@ -89,6 +101,28 @@ class GcsStorage:
 
     def uri(self, key: str) -> str:
         return f"gs://{self.bucket.name}/{check_key(key)}"
+
+    def share(self, key: str, expires: timedelta) -> str:
+        """A V4 signed URL (at most 7 days). A service account key signs locally; the
+        credentials of a Cloud Run job have no key and sign through IAM's signBlob (the job's
+        service account needs roles/iam.serviceAccountTokenCreator on itself)."""
+        client = self.bucket.client
+        credentials = client._credentials
+        through_iam = {}
+        if not isinstance(credentials, Signing):
+            if not credentials.valid:
+                credentials.refresh(GoogleRequest())
+            through_iam = {
+                "service_account_email": credentials.service_account_email,
+                "access_token": credentials.token,
+            }
+        return self.bucket.blob(check_key(key)).generate_signed_url(
+            version="v4",
+            expiration=expires,
+            method="GET",
+            api_access_endpoint=client._connection.API_BASE_URL,
+            **through_iam,
+        )
 
     def write(self, key: str, data: bytes) -> None:
         self.bucket.blob(check_key(key)).upload_from_string(data)

@@ -11,6 +11,7 @@ import os
 import stat
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -59,6 +60,10 @@ class Storage(Protocol):
         """Where the object is for a reader other than this class: a warehouse loading stored
         files (a local path, `gs://..` or `s3://..`)."""
 
+    def share(self, key: str, expires: timedelta) -> str:
+        """A link a person can open in a browser for `expires`: a signed URL on a bucket, the
+        file itself in a local folder (the embedded default, on the machine that holds it)."""
+
     def scan(self, prefix: str) -> list[Entry]:
         """Everything under `prefix` as found, bad names and links included, sorted by name."""
 
@@ -90,6 +95,9 @@ class LocalStorage:
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
+
+    def share(self, key: str, expires: timedelta) -> str:
+        return self._path(key).as_uri()
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import io
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import matplotlib
@@ -17,8 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HOUR, HourWindow
-from meterflow.reporting.schedule import latest_report
+from meterflow.reporting.schedule import ReportManifest, store_report
 from meterflow.warehouse.backend import Warehouse
 
 PALETTE = ["#1f6f8b", "#e07a5f", "#81b29a", "#f2cc8f", "#3d405b", "#9c6644"]
@@ -328,10 +329,9 @@ def _completeness_chart(completeness: pd.DataFrame) -> str:
 
 
 def write_latest_report(
-    wh: Warehouse, participant_id: str, window: HourWindow, reports_dir: Path
-) -> Path:
-    """`<participant>-latest.html`: the report for the dates the window touches."""
-    first, after = window.start.date(), (window.end - HOUR).date() + timedelta(days=1)
-    return write_report(
-        wh, participant_id, first, after, latest_report(reports_dir, participant_id)
-    )
+    wh: Warehouse, storage: Storage, window: HourWindow, now: datetime
+) -> ReportManifest:
+    """Render the report for the dates the window touches into the participant's storage."""
+    first, last = window.start.date(), (window.end - HOUR).date()
+    html = build_report(wh, storage.participant_id, first, last + timedelta(days=1))
+    return store_report(storage, html, first, last, now)

@@ -1,25 +1,62 @@
-"""When a participant's latest report is rendered again: reports are documents of days."""
+"""Where a participant's reports live in its storage, and when the latest is rendered again.
+
+`reports/<last day>.html` is each rendering, kept; `reports/latest.html` is the newest, at a
+stable key that links and the portal can point to; `reports/latest.json` says when it was
+rendered and which days it covers. Reports are documents of days: an hourly dispatch renders
+each at most once a day.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+import json
+from datetime import date, datetime, timedelta
 
-# Reports are documents of days: an hourly dispatch renders each at most once a day.
+from pydantic import BaseModel
+
+from meterflow.common.storage import Storage
+
 REPORT_EVERY_HOURS = 24.0
+LATEST_KEY = "reports/latest.html"
+MANIFEST_KEY = "reports/latest.json"
 
 
-def latest_report(reports_dir: Path, participant_id: str) -> Path:
-    return reports_dir / f"{participant_id}-latest.html"
+class ReportManifest(BaseModel):
+    """What `reports/latest.html` holds: rendered when, over which local days, kept where."""
+
+    rendered_at: datetime
+    first_day: date
+    last_day: date
+    dated_key: str
 
 
-def latest_report_due(
-    reports_dir: Path, participant_id: str, now: datetime, every: timedelta
-) -> bool:
-    """Whether the participant's latest report is missing or at least `every` old. The report
-    is a document of days: rendering it on every hourly dispatch would cost more than the
-    collection it reports on (half a second per participant)."""
-    out = latest_report(reports_dir, participant_id)
-    if not out.exists():
-        return True
-    return now - datetime.fromtimestamp(out.stat().st_mtime, UTC) >= every
+def dated_key(last_day: date) -> str:
+    return f"reports/{last_day.isoformat()}.html"
+
+
+def read_manifest(storage: Storage) -> ReportManifest | None:
+    if not storage.exists(MANIFEST_KEY):
+        return None
+    return ReportManifest.model_validate(json.loads(storage.read(MANIFEST_KEY)))
+
+
+def latest_report_due(storage: Storage, now: datetime, every: timedelta) -> bool:
+    """Whether the participant's latest report is missing or at least `every` old. Rendering
+    it on every hourly dispatch would cost more than the collection it reports on (half a
+    second per participant)."""
+    manifest = read_manifest(storage)
+    return manifest is None or now - manifest.rendered_at >= every
+
+
+def store_report(
+    storage: Storage, html: str, first_day: date, last_day: date, now: datetime
+) -> ReportManifest:
+    """Keep the rendering under its last day, make it the latest, then record that (the
+    manifest last: a reader that finds it finds both copies)."""
+    manifest = ReportManifest(
+        rendered_at=now, first_day=first_day, last_day=last_day, dated_key=dated_key(last_day)
+    )
+    data = html.encode("utf-8")
+    storage.write(manifest.dated_key, data)
+    storage.write(LATEST_KEY, data)
+    storage.write(MANIFEST_KEY, manifest.model_dump_json().encode())
+    return manifest
