@@ -5,7 +5,12 @@
 # dependency change does (edit pyproject.toml, `make lock`, rebuild).
 #
 #   docker build -t europe-docker.pkg.dev/PROJECT/meterflow/worker:$(git rev-parse --short HEAD) .
-FROM python:3.11.7-slim-bookworm
+#
+# The participants' portal (`meterflow serve`) is a Cloud Run service: it has no pull steps, so
+# its image (target `portal`) holds the code of the commit it was built from:
+#
+#   docker build --target portal -t europe-docker.pkg.dev/PROJECT/meterflow/portal:$(git rev-parse --short HEAD) .
+FROM python:3.11.7-slim-bookworm AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -28,3 +33,14 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 RUN useradd --create-home --uid 10001 meterflow
 USER meterflow
 WORKDIR /home/meterflow
+
+FROM runtime AS portal
+COPY --chown=meterflow . /home/meterflow/meterflow
+RUN pip install --user --no-deps --no-build-isolation /home/meterflow/meterflow
+ENV PATH=/home/meterflow/.local/bin:$PATH \
+    METERFLOW_PORTAL_SECURE_COOKIES=true
+# Cloud Run sets PORT; settings come from METERFLOW_PORTAL_* (docs/portal.md).
+CMD ["sh", "-c", "exec meterflow serve --host 0.0.0.0 --port ${PORT:-8080}"]
+
+# The worker image stays the default target.
+FROM runtime AS worker

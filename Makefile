@@ -11,7 +11,7 @@ BQ_VENV := .venv-bq
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup demo test lint format ui lock clean
+.PHONY: setup demo test lint format ui serve lock clean
 
 setup: $(VENV)/.installed $(BQ_VENV)/.installed
 
@@ -47,6 +47,10 @@ format: $(VENV)/.installed
 
 ui: $(VENV)/.installed
 	@$(BIN)/prefect server start
+
+# The participants' portal over the demo's warehouse (sign in with a token `make demo` prints).
+serve: $(VENV)/.installed
+	@$(BIN)/meterflow serve
 
 # Re-resolve every dependency from pyproject.toml and pin the result.
 lock:

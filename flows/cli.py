@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -230,6 +231,21 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--participant", action="append", dest="participants")
     migrate.add_argument("--data-root", default="data")
 
+    serve = commands.add_parser(
+        "serve", help="the participants' portal and API (settings: METERFLOW_PORTAL_*)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_positive, default=8000)
+    serve.add_argument("--warehouse", help="default: METERFLOW_PORTAL_WAREHOUSE or the demo's")
+    serve.add_argument("--data-root", help="default: METERFLOW_PORTAL_DATA_ROOT or data")
+
+    token = commands.add_parser("token", help="create, list or revoke participants' API tokens")
+    token.add_argument("action", choices=["create", "list", "revoke"])
+    token.add_argument("--participant", help="create: whose data the token reads")
+    token.add_argument("--label", default="", help="create: who or what holds it")
+    token.add_argument("--id", dest="token_id", help="revoke: the token's id")
+    token.add_argument("--warehouse", default="data/warehouse.duckdb")
+
     doctor = commands.add_parser(
         "doctor",
         parents=[prefect_output],
@@ -259,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             "mrv-resolve": _mrv_resolve,
             "doctor": _doctor,
             "migrate-storage": _migrate,
+            "serve": _serve,
+            "token": _token,
         }[args.command](args)
     except UsageError as exc:
         _error(f"{exc} (see meterflow {args.command} --help)")
@@ -706,3 +724,46 @@ def _doctor(args) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    from meterflow.portal.app import create_app
+    from meterflow.portal.settings import PortalSettings
+
+    given = {"warehouse": args.warehouse, "data_root": args.data_root}
+    overrides = {k: v for k, v in given.items() if v}
+    if not os.environ.get("METERFLOW_PORTAL_SESSION_SECRET"):
+        # Sessions then end when the portal restarts; set one for anything but a try-out.
+        overrides["session_secret"] = secrets.token_urlsafe(32)
+        _note("METERFLOW_PORTAL_SESSION_SECRET is not set: sessions end when the portal stops")
+    settings = PortalSettings(**overrides)
+    if not settings.oidc_issuer:
+        _note("no METERFLOW_PORTAL_OIDC_ISSUER: sign in with API tokens (meterflow token create)")
+    print(f"Meterflow portal on http://{args.host}:{args.port} (API: /docs)")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _token(args) -> int:
+    from blocks import open_warehouse
+    from meterflow.portal import tokens
+
+    now = datetime.now(UTC)
+    with open_warehouse(args.warehouse) as wh:
+        wh.prepare()
+        if args.action == "create":
+            if not args.participant:
+                raise UsageError("token create needs --participant")
+            issued = tokens.issue_token(wh, args.participant, args.label, now)
+            print(f"token {issued.token_id} for {issued.participant_id} (shown once, keep it):")
+            print(issued.token)
+        elif args.action == "revoke":
+            if not args.token_id:
+                raise UsageError("token revoke needs --id")
+            tokens.revoke_token(wh, args.token_id, now)
+            print(f"token {args.token_id} revoked")
+        else:
+            print(tokens.list_tokens(wh, args.participant).to_string(index=False))
+    return 0

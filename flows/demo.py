@@ -11,7 +11,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +26,7 @@ from flows.dispatch import dispatch
 from flows.summary import show_dispatch, wide_console
 from meterflow.common import demo_data
 from meterflow.common.timeutil import HourWindow
+from meterflow.portal import tokens
 from meterflow.reporting.schedule import LATEST_KEY
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.queries import property_summary
@@ -175,6 +176,20 @@ def run_demo(data_root: str = "data") -> int:
     console.print("Benchmarking reports, each in its participant's storage (open in a browser):")
     for report in reports:
         console.print(f"  {report}")
+    console.print("The participants' portal and API: make serve  (or .venv/bin/meterflow serve)")
+    console.print("  then open http://127.0.0.1:8000/login and sign in with a participant's token:")
+    for participant_id, token in demo_tokens(warehouse_path, ("acme", "globex")).items():
+        console.print(f"  {participant_id:8} {token}")
     console.print("See the runs in the Prefect UI:")
     console.print("  make ui   # then open http://127.0.0.1:4200")
     return 0
+
+
+def demo_tokens(warehouse: str, participant_ids: tuple[str, ...]) -> dict[str, str]:
+    """A fresh API token per example participant; the previous demo run's are revoked."""
+    now = datetime.now(UTC)
+    with DuckDBWarehouse(warehouse) as wh:
+        held = tokens.list_tokens(wh)
+        for token_id in held[(held.label == "demo") & held.revoked_utc.isna()].token_id:
+            tokens.revoke_token(wh, token_id, now)
+        return {p: tokens.issue_token(wh, p, "demo", now).token for p in participant_ids}

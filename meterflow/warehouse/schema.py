@@ -137,6 +137,13 @@ TABLES = {
             "record_id text", "revision int", "seq int", "from_status text?", "to_status text",
             "at_utc ts", "reason text",
         ),
+        # The portal's API tokens: a participant each, read-only; only the secret's hash.
+        _table(
+            "api_token",
+            ("token_id",),
+            "token_id text", "participant_id text", "label text", "secret_sha256 text",
+            "created_utc ts", "revoked_utc ts?",
+        ),
         # Documents each read-back listed: evidence that it shows the policy's documents.
         _table(
             "mrv_confirmation",

@@ -1,0 +1,380 @@
+"""`meterflow serve`: the participants' API (OpenAPI at /docs) and sign-in, over the warehouse.
+
+Every data route is under `/api/v1/participants/{participant_id}/` and answers only a caller
+who may see that participant: otherwise 404, the same answer as for a participant that does not
+exist, so that no one learns another participant's ids. Errors are JSON with a message, never a
+stack trace.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route signatures' annotations,
+# which name dependencies local to create_app.
+import html
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+from urllib.parse import parse_qs
+
+import duckdb
+import pandas as pd
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.middleware.sessions import SessionMiddleware
+
+from meterflow.common.errors import MeterflowError
+from meterflow.common.storage import LocalStorage, Storage
+from meterflow.configuration.ids import IDENTIFIER
+from meterflow.portal import queries, tokens
+from meterflow.portal.queries import PAGE_ROWS, Granularity, MetricQuery, NotFound, Zone
+from meterflow.portal.settings import PortalSettings
+from meterflow.portal.signin import Caller, GroupPattern, OidcProvider, SignInRefused, new_sign_in
+from meterflow.warehouse import DuckDBWarehouse
+from meterflow.warehouse.backend import Warehouse
+
+log = logging.getLogger("meterflow.portal")
+Format = Literal["json", "csv", "parquet"]
+Identifier = Annotated[str | None, Query(pattern=f"^{IDENTIFIER.pattern}$")]
+REPORT_NAME = re.compile(r"latest\.html|[0-9]{4}-[0-9]{2}-[0-9]{2}\.html")
+
+
+# Routes that give one table of the participant's: (path, query, what it holds).
+TABLES = [
+    ("properties", queries.properties, "The participant's properties, as loaded."),
+    ("meters", queries.meters, "The participant's meters, as loaded."),
+    ("carbon", queries.carbon_monthly, "Scope 2 kg and t CO2-e per property and local month."),
+    ("eui", queries.eui_monthly, "kWh/m2 per property and month, and over the last 12 months."),
+    (
+        "mrv-records",
+        queries.mrv_records,
+        "Each MRV record's latest revision: status, reasons, Guardian document id.",
+    ),
+]
+
+
+class Unauthenticated(MeterflowError):
+    """No caller: no session, no token, or one that is refused."""
+
+
+class WarehouseBusy(MeterflowError):
+    """A DuckDB warehouse is locked by a load; the caller should retry shortly."""
+
+
+def create_app(settings: PortalSettings) -> FastAPI:
+    app = FastAPI(
+        title="Meterflow participant API",
+        version="1",
+        description="Each route answers for the caller's own participants only. Sign in at "
+        "/login, or send `Authorization: Bearer <API token>`.",
+    )
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_secret.get_secret_value(),
+        session_cookie="meterflow_session",
+        max_age=int(settings.session_hours * 3600),
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )
+    provider = (
+        OidcProvider(
+            settings.oidc_issuer,
+            settings.oidc_client_id or "",
+            settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None,
+        )
+        if settings.oidc_issuer
+        else None
+    )
+    groups = GroupPattern(settings.group_pattern)
+    redirect_uri = settings.public_url.rstrip("/") + "/auth/callback"
+
+    @contextmanager
+    def warehouse() -> Iterator[Warehouse]:
+        with open_warehouse(settings.warehouse) as wh:
+            yield wh
+
+    def known_participants(wh: Warehouse) -> set[str]:
+        found = wh.query(f"SELECT participant_id FROM {wh.table('dim_participant')}")
+        return set(found.participant_id)
+
+    def person(claims: dict) -> Caller:
+        with warehouse() as wh:
+            known = known_participants(wh)
+        member_of = claims.get(settings.groups_claim) or []
+        if isinstance(member_of, str):
+            member_of = [member_of]
+        return Caller(
+            str(claims.get("email") or claims["sub"]), groups.participants(member_of, known)
+        )
+
+    def caller(request: Request) -> Caller:
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            credential = credential.strip()
+            if credential.startswith("mft_"):
+                with warehouse() as wh:
+                    participant = tokens.participant_of(wh, credential)
+                if participant is None:
+                    raise Unauthenticated("API token refused (unknown, revoked or malformed)")
+                return Caller(f"token:{credential[4:20]}", (participant,))
+            if provider is None:
+                raise Unauthenticated("this portal accepts API tokens only (no sign-in issuer)")
+            try:
+                return person(provider.verify(credential))
+            except SignInRefused as exc:
+                raise Unauthenticated(str(exc)) from None
+        signed_in = request.session.get("caller")
+        if signed_in and signed_in.get("until", 0) > time.time():
+            return Caller(signed_in["subject"], tuple(signed_in["participants"]))
+        raise Unauthenticated("sign in at /login, or send Authorization: Bearer <API token>")
+
+    def participant(participant_id: str, who: Annotated[Caller, Depends(caller)]) -> str:
+        if participant_id not in who.participants:
+            raise NotFound(f"no participant {participant_id!r} among yours")
+        return participant_id
+
+    Participant = Annotated[str, Depends(participant)]
+
+    @app.exception_handler(MeterflowError)
+    async def refused(request: Request, exc: MeterflowError) -> JSONResponse:
+        if isinstance(exc, Unauthenticated | SignInRefused):
+            return JSONResponse({"detail": str(exc)}, 401, {"WWW-Authenticate": "Bearer"})
+        if isinstance(exc, NotFound):
+            return JSONResponse({"detail": str(exc)}, 404)
+        if isinstance(exc, WarehouseBusy):
+            return JSONResponse({"detail": str(exc)}, 503, {"Retry-After": "5"})
+        return JSONResponse({"detail": str(exc)}, 400)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; the operators have the details"}, 500)
+
+    # -- sign-in ---------------------------------------------------------------------------
+
+    @app.get("/login", include_in_schema=False)
+    def login(request: Request, next: str = "/") -> Response:
+        if provider is None:
+            return HTMLResponse(TOKEN_FORM)
+        state, nonce, verifier = new_sign_in()
+        request.session["sign_in"] = {
+            "state": state,
+            "nonce": nonce,
+            "verifier": verifier,
+            "next": next if next.startswith("/") and not next.startswith("//") else "/",
+        }
+        return RedirectResponse(provider.authorize_url(redirect_uri, state, nonce, verifier), 302)
+
+    @app.get("/auth/callback", include_in_schema=False)
+    def callback(request: Request, code: str = "", state: str = "") -> Response:
+        pending = request.session.pop("sign_in", None)
+        if provider is None or not pending or not code or state != pending["state"]:
+            raise Unauthenticated("sign-in expired or was not started here; sign in again")
+        claims = provider.exchange(code, redirect_uri, pending["verifier"], pending["nonce"])
+        sign_in(request, person(claims))
+        return RedirectResponse(pending["next"], 302)
+
+    @app.post("/login/token", include_in_schema=False)
+    async def login_with_token(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        token = (form.get("token") or [""])[0].strip()
+        with warehouse() as wh:
+            found = tokens.participant_of(wh, token)
+        if found is None:
+            raise Unauthenticated("API token refused (unknown, revoked or malformed)")
+        sign_in(request, Caller(f"token:{token[4:20]}", (found,)))
+        return RedirectResponse("/", 303)
+
+    def sign_in(request: Request, who: Caller) -> None:
+        until = time.time() + settings.session_hours * 3600
+        request.session["caller"] = {
+            "subject": who.subject,
+            "participants": list(who.participants),
+            "until": until,
+        }
+
+    @app.get("/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        """Ends the portal session (not the identity provider's: signing in again may not ask
+        for a password)."""
+        request.session.clear()
+        return HTMLResponse(
+            "<!doctype html><title>Signed out</title><p>Signed out. "
+            "<a href='/login'>Sign in again</a></p>"
+        )
+
+    # -- API -------------------------------------------------------------------------------
+
+    @app.get("/api/v1/me")
+    def me(who: Annotated[Caller, Depends(caller)]) -> dict:
+        """Who you are signed in as, and the participants you may see."""
+        return {"subject": who.subject, "participants": list(who.participants)}
+
+    def table(read: Callable[[Warehouse, str], pd.DataFrame], name: str):
+        def route(participant_id: Participant, format: Format = "json") -> Response:
+            with warehouse() as wh:
+                return answer(read(wh, participant_id), format, name)
+
+        return route
+
+    for name, read, what in TABLES:
+        app.get(f"/api/v1/participants/{{participant_id}}/{name}", description=what)(
+            table(read, name)
+        )
+
+    @app.get("/api/v1/participants/{participant_id}/metrics")
+    def metrics(
+        participant_id: Participant,
+        data_type: Annotated[str, Query(pattern=r"^[a-z_]{1,32}$")],
+        start: datetime,
+        end: datetime,
+        granularity: Granularity = "day",
+        zone: Zone = "local",
+        property_id: Identifier = None,
+        meter_id: Identifier = None,
+        limit: Annotated[int, Query(ge=1, le=PAGE_ROWS)] = PAGE_ROWS,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        format: Format = "json",
+    ) -> Response:
+        """Values of one data type by hour, day or month (days local or UTC), per property or
+        for one property or meter, with hours held, mean coverage and estimated hours. At most
+        `limit` rows: the next page starts at `offset + limit`."""
+        start, end = _utc(start), _utc(end)
+        if end <= start:
+            raise NotFound("end must be after start")
+        q = MetricQuery(
+            data_type, start, end, granularity, zone, property_id, meter_id, limit, offset
+        )
+        with warehouse() as wh:
+            rows = queries.metrics(wh, participant_id, q)
+        return answer(rows, format, f"metrics-{data_type}-{granularity}")
+
+    @app.get("/api/v1/participants/{participant_id}/quality")
+    def quality(participant_id: Participant, format: Format = "json") -> Response:
+        """Per meter: hours held, missing and estimated, coverage; and quarantined files with
+        the reason each was refused."""
+        with warehouse() as wh:
+            rows = queries.meter_quality(wh, participant_id)
+        if format != "json":
+            return answer(rows, format, "quality")
+        return JSONResponse(
+            {"meters": records(rows), "quarantined": quarantined(storage_of(participant_id))}
+        )
+
+    @app.get("/api/v1/participants/{participant_id}/reports/{name}", response_class=HTMLResponse)
+    def report(participant_id: Participant, name: str) -> Response:
+        """A benchmarking report from the participant's storage: `latest.html` or
+        `<last day>.html`."""
+        if not REPORT_NAME.fullmatch(name):
+            raise NotFound(f"no report {name!r}")
+        storage = storage_of(participant_id)
+        key = f"reports/{name}"
+        if not storage.exists(key):
+            raise NotFound(f"no report {name!r} for participant {participant_id}")
+        return HTMLResponse(storage.read(key))
+
+    def storage_of(participant_id: str) -> Storage:
+        return open_participant_storage(settings.data_root, participant_id)
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        try:
+            who = caller(request)
+        except Unauthenticated:
+            return RedirectResponse("/login", 303)
+        items = "".join(
+            f"<li>{p}: <a href='/api/v1/participants/{p}/reports/latest.html'>latest report</a>"
+            f" · <a href='/api/v1/participants/{p}/properties'>properties</a></li>"
+            for p in who.participants
+        )
+        return HTMLResponse(
+            f"<!doctype html><title>Meterflow</title><p>Signed in as {_html(who.subject)}"
+            f" · <a href='/logout'>sign out</a></p><ul>{items or '<li>no participants</li>'}"
+            "</ul><p><a href='/docs'>API</a></p>"
+        )
+
+    return app
+
+
+def answer(rows: pd.DataFrame, format: str, name: str) -> Response:
+    """Rows as JSON, or as a CSV or Parquet download named after what they are."""
+    if format == "json":
+        return JSONResponse(records(rows))
+    disposition = {"Content-Disposition": f'attachment; filename="{name}.{format}"'}
+    if format == "csv":
+        return Response(rows.to_csv(index=False), 200, disposition, "text/csv; charset=utf-8")
+    out = io.BytesIO()
+    rows.to_parquet(out, index=False)
+    return Response(out.getvalue(), 200, disposition, "application/vnd.apache.parquet")
+
+
+def records(rows: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows: times in ISO 8601 UTC, dates as dates, missing values as null."""
+    out = rows.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].map(lambda t: None if pd.isna(t) else _iso(t))
+        elif out[column].dtype == object:
+            out[column] = out[column].map(lambda v: v.isoformat() if isinstance(v, date) else v)
+    return out.astype(object).where(out.notna(), None).to_dict("records")
+
+
+def _iso(moment: pd.Timestamp) -> str:
+    stamp = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    return stamp.isoformat().replace("+00:00", "Z")
+
+
+def quarantined(storage: Storage) -> list[dict]:
+    """The reason files of refused input: what was refused, from where, and why."""
+    found = []
+    for key in storage.list("quarantine/"):
+        if key.endswith(".reason.json"):
+            reason = json.loads(storage.read(key))
+            found.append({"key": key.removesuffix(".reason.json"), **reason})
+    return found
+
+
+def open_warehouse(spec: str) -> Warehouse:
+    """A DuckDB file read-only (a load holds the write lock for seconds: then 503), or a
+    warehouse block for PostgreSQL and BigQuery."""
+    slug, _, name = spec.partition("/")
+    if name and slug.startswith("meterflow-"):
+        from blocks import open_warehouse as open_block
+
+        return open_block(spec)
+    try:
+        return DuckDBWarehouse(spec, read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise WarehouseBusy("the warehouse is being loaded; retry in a few seconds") from None
+        raise MeterflowError(f"warehouse {spec}: {exc}") from None
+
+
+def open_participant_storage(data_root: str, participant_id: str) -> Storage:
+    """The participant's storage: its bucket when the Prefect API names a storage block for it,
+    else its local folder (the embedded default runs no Prefect server for the portal)."""
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        from blocks.storage import open_storage
+
+        return open_storage(data_root, participant_id)
+    return LocalStorage(data_root, participant_id)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _html(text: str) -> str:
+    return html.escape(text)
+
+
+TOKEN_FORM = """<!doctype html><title>Sign in: Meterflow</title>
+<h1>Sign in</h1><p>This portal has no identity provider configured: sign in with an API token
+(<code>meterflow token create --participant ID</code>).</p>
+<form method="post" action="/login/token"><input name="token" type="password" size="70"
+ autocomplete="off" placeholder="mft_..."> <button>Sign in</button></form>"""

@@ -1,0 +1,316 @@
+"""The participants' portal over real HTTP on loopback: `meterflow serve`'s app (uvicorn) over the
+demo's DuckDB warehouse, people signing in through a local OpenID Connect issuer (RS256 tokens),
+machines with API tokens. What one participant's callers get of another's data: nothing."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pandas as pd
+import pytest
+import requests
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from emulators.oidc import OidcIssuer
+from flows.demo import demo_sources
+from flows.dispatch import dispatch
+from meterflow.common import demo_data
+from meterflow.common.timeutil import HourWindow
+from meterflow.portal.app import create_app
+from meterflow.portal.settings import PortalSettings
+from meterflow.portal.tokens import issue_token, revoke_token
+from meterflow.warehouse import DuckDBWarehouse
+from tests.conftest import free_port
+
+WINDOW = HourWindow(datetime(2026, 4, 3, tzinfo=UTC), datetime(2026, 4, 7, tzinfo=UTC))
+CLIENT_ID, CLIENT_SECRET = "meterflow-portal", "portal-client-secret"
+GROUP = "meterflow-{}@example.org"
+
+
+class Portal:
+    def __init__(self, url, warehouse, issuer, tokens):
+        self.url, self.warehouse, self.issuer, self.tokens = url, warehouse, issuer, tokens
+
+    def get(self, path: str, token: str | None = None, **params) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.get(self.url + path, headers=headers, params=params, timeout=30)
+
+    def person(self, email: str, *participants: str) -> requests.Session:
+        """A browser session signed in through the issuer as a member of the participants'
+        groups."""
+        self.issuer.sign_in_as(email, [GROUP.format(p) for p in participants])
+        browser = requests.Session()
+        landed = browser.get(self.url + "/login", timeout=30)
+        assert landed.status_code == 200 and landed.url == self.url + "/", landed.text
+        return browser
+
+
+@pytest.fixture(scope="module")
+def portal(prefect_server, tmp_path_factory):
+    data_root = tmp_path_factory.mktemp("portal") / "data"
+    demo_data.generate(data_root, WINDOW)
+    warehouse = data_root / "warehouse.duckdb"
+    with demo_sources(WINDOW):
+        dispatch(
+            start=WINDOW.start.isoformat(),
+            end=WINDOW.end.isoformat(),
+            data_root=str(data_root),
+            warehouse=str(warehouse),
+            return_state=True,
+        )
+    now = datetime.now(UTC)
+    with DuckDBWarehouse(warehouse) as wh:
+        tokens = {p: issue_token(wh, p, "test", now).token for p in ("acme", "globex")}
+        revoked = issue_token(wh, "acme", "revoked", now)
+        revoke_token(wh, revoked.token_id, now)
+        tokens["revoked"] = revoked.token
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with OidcIssuer() as issuer:
+        issuer.register_client(CLIENT_ID, CLIENT_SECRET, f"{url}/auth/callback")
+        settings = PortalSettings(
+            warehouse=str(warehouse),
+            data_root=str(data_root),
+            session_secret="test-session-secret-" + "x" * 24,
+            public_url=url,
+            oidc_issuer=issuer.url,
+            oidc_client_id=CLIENT_ID,
+            oidc_client_secret=CLIENT_SECRET,
+            group_pattern=GROUP.format("{participant}"),
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        yield Portal(url, warehouse, issuer, tokens)
+        server.should_exit = True
+        thread.join(10)
+
+
+def query(portal: Portal, sql: str, params=()) -> pd.DataFrame:
+    with duckdb.connect(str(portal.warehouse), read_only=True) as con:
+        return con.execute(sql, list(params)).df()
+
+
+def test_an_api_token_reads_its_participant_and_nothing_else(portal):
+    acme = portal.tokens["acme"]
+    me = portal.get("/api/v1/me", acme)
+    assert me.status_code == 200, me.text
+    assert me.json()["participants"] == ["acme"]
+    got = portal.get("/api/v1/participants/acme/properties", acme).json()
+    expected = query(portal, "SELECT property_id FROM v_property WHERE participant_id='acme'")
+    assert [p["property_id"] for p in got] == sorted(expected.property_id)
+    meters = portal.get("/api/v1/participants/acme/meters", acme).json()
+    assert {m["meter_id"] for m in meters} == set(
+        query(portal, "SELECT meter_id FROM v_meter WHERE participant_id='acme'").meter_id
+    )
+    refused = portal.get("/api/v1/participants/globex/properties", acme)
+    assert refused.status_code == 404
+    assert refused.json() == {"detail": "no participant 'globex' among yours"}
+
+
+def test_metrics_by_day_month_and_hour_equal_the_warehouse_in_every_format(portal):
+    acme = portal.tokens["acme"]
+    window = {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()}
+    daily = portal.get(
+        "/api/v1/participants/acme/metrics", acme, data_type="energy", property_id="syd-hq",
+        granularity="day", zone="local", **window,
+    ).json()  # fmt: skip
+    truth = query(
+        portal,
+        """SELECT c.local_date, sum(f.value) AS kwh, count(*) AS hours
+           FROM fact_hourly f JOIN dim_calendar c USING (participant_id, property_id, hour_utc)
+           WHERE f.participant_id = 'acme' AND f.property_id = 'syd-hq'
+             AND f.data_type = 'energy' AND f.hour_utc >= ? AND f.hour_utc < ?
+           GROUP BY 1 ORDER BY 1""",
+        [WINDOW.start.replace(tzinfo=None), WINDOW.end.replace(tzinfo=None)],
+    )
+    assert [d["period"] for d in daily] == [d.isoformat() for d in truth.local_date.dt.date]
+    assert [d["value"] for d in daily] == pytest.approx(list(truth.kwh), rel=1e-12)
+    assert 25 in [d["hours"] for d in daily]  # 5 April in Sydney: daylight saving ends
+    monthly = portal.get(
+        "/api/v1/participants/acme/metrics", acme, data_type="energy", property_id="syd-hq",
+        granularity="month", **window,
+    ).json()  # fmt: skip
+    assert [m["period"] for m in monthly] == ["2026-04-01"]
+    assert monthly[0]["value"] == pytest.approx(truth.kwh.sum(), rel=1e-12)
+    hourly = portal.get(
+        "/api/v1/participants/acme/metrics", acme, data_type="energy", meter_id="syd-hq-main",
+        granularity="hour", limit=10, offset=5, **window,
+    ).json()  # fmt: skip
+    first = query(
+        portal,
+        """SELECT hour_utc, value FROM fact_meter_hourly WHERE participant_id = 'acme'
+           AND meter_id = 'syd-hq-main' AND hour_utc >= ? ORDER BY hour_utc LIMIT 10 OFFSET 5""",
+        [WINDOW.start.replace(tzinfo=None)],
+    )
+    assert [h["period"] for h in hourly] == [
+        t.isoformat() + "Z" for t in first.hour_utc.dt.to_pydatetime()
+    ]
+    assert [h["value"] for h in hourly] == pytest.approx(list(first.value), rel=1e-12)
+    for fmt, read in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
+        export = portal.get(
+            "/api/v1/participants/acme/metrics", acme, data_type="energy",
+            property_id="syd-hq", granularity="day", format=fmt, **window,
+        )  # fmt: skip
+        assert export.status_code == 200
+        assert f'filename="metrics-energy-day.{fmt}"' in export.headers["content-disposition"]
+        rows = read(io.BytesIO(export.content))
+        assert list(rows.value) == pytest.approx([d["value"] for d in daily], rel=1e-12)
+
+
+def test_quality_carbon_eui_mrv_and_the_report_are_the_participants_own(portal):
+    globex = portal.tokens["globex"]
+    quality = portal.get("/api/v1/participants/globex/quality", globex).json()
+    held = query(
+        portal, "SELECT DISTINCT meter_id FROM fact_meter_hourly WHERE participant_id='globex'"
+    )
+    assert {m["meter_id"] for m in quality["meters"]} == set(held.meter_id)
+    (broken,) = [q for q in quality["quarantined"] if q["name"].endswith("pv-broken.csv")]
+    assert "offset" in broken["reason"].lower() or "timezone" in broken["reason"].lower()
+    records = portal.get("/api/v1/participants/globex/mrv-records", globex).json()
+    assert records and {r["status"] for r in records} <= {
+        "submitted", "confirmed", "rejected", "needs_review", "failed", "verified"
+    }  # fmt: skip
+    assert all(r["document_id"] for r in records if r["status"] == "confirmed")
+    carbon = portal.get("/api/v1/participants/globex/carbon", globex).json()
+    assert carbon and all(c["t_co2e"] > 0 for c in carbon)
+    assert portal.get("/api/v1/participants/globex/eui", globex).json()
+    report = portal.get("/api/v1/participants/globex/reports/latest.html", globex)
+    assert report.status_code == 200 and "Energy benchmarking" in report.text
+
+
+def test_people_sign_in_through_the_issuer_and_see_each_group_participant(portal):
+    both = portal.person("ann@example.org", "acme", "globex")
+    assert both.get(portal.url + "/api/v1/me").json() == {
+        "subject": "ann@example.org",
+        "participants": ["acme", "globex"],
+    }
+    for participant in ("acme", "globex"):
+        properties = both.get(f"{portal.url}/api/v1/participants/{participant}/properties")
+        truth = query(
+            portal, "SELECT property_id FROM v_property WHERE participant_id = ?", [participant]
+        )
+        assert [p["property_id"] for p in properties.json()] == sorted(truth.property_id)
+    one = portal.person("bob@example.org", "acme", "initech")  # no such participant: ignored
+    assert one.get(portal.url + "/api/v1/me").json()["participants"] == ["acme"]
+    assert one.get(portal.url + "/api/v1/participants/globex/meters").status_code == 404
+    one.get(portal.url + "/logout")
+    assert one.get(portal.url + "/api/v1/me").status_code == 401
+
+
+def participant_routes(portal) -> list[str]:
+    spec = requests.get(portal.url + "/openapi.json", timeout=10).json()
+    return [path for path in spec["paths"] if "{participant_id}" in path]
+
+
+def globex_ids(portal) -> set[str]:
+    """Every id of globex's that must never reach an acme caller."""
+    found = query(
+        portal,
+        """SELECT property_id AS id FROM v_property WHERE participant_id = 'globex'
+           UNION SELECT meter_id FROM v_meter WHERE participant_id = 'globex'
+           UNION SELECT record_id FROM mrv_record WHERE participant_id = 'globex'""",
+    )
+    return set(found.id)
+
+
+def test_no_caller_of_acme_gets_any_of_globex_data(portal):
+    """Every participant route (from the app's own OpenAPI), every export, asked for globex's
+    data by an acme token and an acme person: by path, by ids, by crafted filters and by path
+    tricks. Each answer is 401, 404 or 422 with a message, and none holds a globex id."""
+    secret = globex_ids(portal)
+    acme_token = portal.tokens["acme"]
+    person = portal.person("carol@example.org", "acme")
+    routes = participant_routes(portal)
+    assert len(routes) >= 8
+    globex_meter = query(
+        portal, "SELECT min(meter_id) m FROM v_meter WHERE participant_id='globex'"
+    ).m[0]
+    globex_property = query(
+        portal, "SELECT min(property_id) p FROM v_property WHERE participant_id='globex'"
+    ).p[0]
+    window = {
+        "start": WINDOW.start.isoformat(),
+        "end": WINDOW.end.isoformat(),
+        "data_type": "energy",
+    }
+    asks = []
+    for route in routes:
+        path = route.replace("{name}", "latest.html")
+        for fmt in ("json", "csv", "parquet"):
+            asks.append((path.replace("{participant_id}", "globex"), {**window, "format": fmt}))
+        acme_path = path.replace("{participant_id}", "acme")
+        for crafted in (
+            {"property_id": globex_property}, {"meter_id": globex_meter},
+            {"property_id": "' OR '1'='1"}, {"meter_id": "x' OR participant_id='globex"},
+            {"property_id": "%"}, {"meter_id": "*"}, {"participant_id": "globex"},
+            {"data_type": "energy' OR 1=1 --"},
+        ):  # fmt: skip
+            asks.append((acme_path, {**window, **crafted}))
+    for trick in (
+        "../../globex/reports/latest.html", "..%2F..%2Fglobex%2Freports%2Flatest.html",
+        "%2e%2e/globex/latest.html", "latest.html%00.png", "....//globex/latest.html",
+    ):  # fmt: skip
+        asks.append((f"/api/v1/participants/acme/reports/{trick}", {}))
+    asks.append(("/api/v1/participants/acme/../globex/properties", {}))
+    answers = []
+    for path, params in asks:
+        asked = " ".join([path, *map(str, params.values())])  # what the caller says may echo
+        answers.append((asked, portal.get(path, acme_token, **params)))
+        answers.append((asked, person.get(portal.url + path, params=params, timeout=30)))
+    for asked, response in answers:
+        body = response.content.decode(errors="replace")
+        if response.status_code == 200:  # acme's own data, asked with filters that match none
+            assert "/participants/acme/" in response.url, response.url
+        else:
+            assert response.status_code in (401, 403, 404, 422), (response.url, body)
+            assert "detail" in response.json() and "Traceback" not in body
+        leaked = [s for s in secret if s in body and s not in asked]
+        assert leaked == [], (response.url, leaked)
+
+
+def test_refused_tokens_get_401_with_a_reason(portal):
+    issuer = portal.issuer
+    issuer.sign_in_as("mallory@example.org", [GROUP.format("globex")])
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    past = int((datetime.now(UTC) - timedelta(hours=2)).timestamp())
+    refused = {
+        "expired": issuer.mint(CLIENT_ID, exp=past, iat=past - 3600),
+        "forged": issuer.mint(CLIENT_ID, key=stranger),
+        "forged, unknown key id": issuer.mint(CLIENT_ID, key=stranger, kid="attacker"),
+        "wrong audience": issuer.mint("another-app"),
+        "wrong issuer": issuer.mint(CLIENT_ID, iss="https://accounts.example.com"),
+        "revoked API token": portal.tokens["revoked"],
+        "malformed API token": "mft_0000_notatoken",
+        "guessed API token": portal.tokens["globex"][:-4] + "AAAA",
+        "not a JWT": "hello",
+    }
+    for why, token in refused.items():
+        answer = portal.get("/api/v1/participants/globex/properties", token)
+        assert answer.status_code == 401, (why, answer.text)
+        assert answer.json()["detail"] and "Traceback" not in answer.text, why
+    good = issuer.mint(CLIENT_ID)
+    assert portal.get("/api/v1/participants/globex/properties", good).status_code == 200
+    assert portal.get("/api/v1/participants/globex/properties").status_code == 401
+
+
+def test_malformed_parameters_get_422_naming_the_parameter(portal):
+    acme = portal.tokens["acme"]
+    base = {"data_type": "energy", "start": "2026-04-03T00:00Z", "end": "2026-04-07T00:00Z"}
+    for bad in (
+        {"granularity": "week"}, {"zone": "mars"}, {"start": "yesterday"},
+        {"limit": "100000"}, {"offset": "-1"}, {"format": "xlsx"}, {"property_id": "../x"},
+    ):  # fmt: skip
+        answer = portal.get("/api/v1/participants/acme/metrics", acme, **{**base, **bad})
+        assert answer.status_code == 422, (bad, answer.text)
+        named = {location[-1] for error in answer.json()["detail"] for location in [error["loc"]]}
+        assert named == set(bad), (bad, answer.json())
