@@ -13,7 +13,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: setup demo test lint format ui serve lock clean
 
-setup: $(VENV)/.installed $(BQ_VENV)/.installed
+# Debian's chromium and its driver, for the portal's browser test (no browser download).
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+setup: $(VENV)/.installed $(BQ_VENV)/.installed $(CHROMEDRIVER)
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@echo "Installing pinned dependencies into $(VENV) (log: $(VENV)/install.log) ..."
@@ -30,6 +34,12 @@ $(BQ_VENV)/.installed: emulators/bigquery-requirements.lock
 	@$(BQ_VENV)/bin/pip install --disable-pip-version-check -r emulators/bigquery-requirements.lock \
 		> $(BQ_VENV)/install.log 2>&1 || { tail -n 30 $(BQ_VENV)/install.log; exit 1; }
 	@touch $@
+
+$(CHROMEDRIVER):
+	@echo "Installing chromium and chromium-driver (apt; log: /tmp/meterflow-apt.log) ..."
+	@{ $(SUDO) apt-get install -y -q chromium chromium-driver \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }; \
+	} > /tmp/meterflow-apt.log 2>&1 || { tail -n 30 /tmp/meterflow-apt.log; exit 1; }
 
 demo: $(VENV)/.installed
 	@$(BIN)/meterflow demo

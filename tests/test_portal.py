@@ -5,9 +5,13 @@ machines with API tokens. What one participant's callers get of another's data: 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -23,13 +27,14 @@ from meterflow.common import demo_data
 from meterflow.common.timeutil import HourWindow
 from meterflow.portal.app import create_app
 from meterflow.portal.settings import PortalSettings
-from meterflow.portal.tokens import issue_token, revoke_token
+from meterflow.portal.tokens import issue_token, participant_of, revoke_token
 from meterflow.warehouse import DuckDBWarehouse
 from tests.conftest import free_port
 
 WINDOW = HourWindow(datetime(2026, 4, 3, tzinfo=UTC), datetime(2026, 4, 7, tzinfo=UTC))
 CLIENT_ID, CLIENT_SECRET = "meterflow-portal", "portal-client-secret"
 GROUP = "meterflow-{}@example.org"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 class Portal:
@@ -46,7 +51,8 @@ class Portal:
         self.issuer.sign_in_as(email, [GROUP.format(p) for p in participants])
         browser = requests.Session()
         landed = browser.get(self.url + "/login", timeout=30)
-        assert landed.status_code == 200 and landed.url == self.url + "/", landed.text
+        assert landed.status_code == 200, landed.text
+        assert landed.url.startswith(f"{self.url}/p/{participants[0]}"), landed.url
         return browser
 
 
@@ -262,6 +268,9 @@ def test_no_caller_of_acme_gets_any_of_globex_data(portal):
     ):  # fmt: skip
         asks.append((f"/api/v1/participants/acme/reports/{trick}", {}))
     asks.append(("/api/v1/participants/acme/../globex/properties", {}))
+    for page in ("", "/meters", "/mrv", f"/property/{globex_property}"):  # dashboard pages
+        asks.append((f"/p/globex{page}", {}))
+    asks.append((f"/p/acme/property/{globex_property}", {}))
     answers = []
     for path, params in asks:
         asked = " ".join([path, *map(str, params.values())])  # what the caller says may echo
@@ -270,7 +279,7 @@ def test_no_caller_of_acme_gets_any_of_globex_data(portal):
     for asked, response in answers:
         body = response.content.decode(errors="replace")
         if response.status_code == 200:  # acme's own data, asked with filters that match none
-            assert "/participants/acme/" in response.url, response.url
+            assert "/participants/acme/" in response.url or "/p/acme" in response.url, response.url
         else:
             assert response.status_code in (401, 403, 404, 422), (response.url, body)
             assert "detail" in response.json() and "Traceback" not in body
@@ -314,3 +323,134 @@ def test_malformed_parameters_get_422_naming_the_parameter(portal):
         assert answer.status_code == 422, (bad, answer.text)
         named = {location[-1] for error in answer.json()["detail"] for location in [error["loc"]]}
         assert named == set(bad), (bad, answer.json())
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium, headless, through Debian's chromedriver (`make setup` installs both;
+    no browser download)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1400,1100")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def shown(driver, url: str, screenshots, name: str) -> None:
+    """Open a dashboard page, wait until it has drawn everything, and keep a screenshot."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    WebDriverWait(driver, 30).until(
+        lambda d: d.find_element("tag name", "body").get_attribute("data-ready")
+    )
+    status = driver.find_element("id", "status").text
+    assert driver.find_element("tag name", "body").get_attribute("data-ready") == "1", status
+    driver.save_screenshot(str(screenshots / f"{name}.png"))
+
+
+def cells(driver, selector: str) -> list[list[str]]:
+    rows = driver.find_elements("css selector", f"{selector} tbody tr")
+    return [[td.text for td in row.find_elements("tag name", "td")] for row in rows]
+
+
+@pytest.mark.browser
+def test_a_person_signs_in_in_a_browser_and_each_page_shows_the_warehouse_figures(
+    portal, browser, tmp_path
+):
+    screenshots = Path(os.environ.get("METERFLOW_SCREENSHOTS", tmp_path))
+    screenshots.mkdir(parents=True, exist_ok=True)
+    portal.issuer.sign_in_as("dana@example.org", [GROUP.format("acme"), GROUP.format("globex")])
+    browser.get(portal.url + "/login")  # to the issuer and back, as with Google
+    assert browser.current_url.startswith(portal.url + "/p/acme"), browser.current_url
+    for participant in ("acme", "globex"):
+        summary = portal.get(
+            f"/api/v1/participants/{participant}/summary", portal.tokens[participant]
+        ).json()
+        window = [summary["start"].rstrip("Z"), summary["end"].rstrip("Z")]
+        truth = query(
+            portal,
+            """SELECT f.property_id, round(sum(f.value), 1) AS kwh,
+                      round(sum(f.value) / p.floor_area_m2, 2) AS per_m2
+               FROM fact_hourly f JOIN v_property p USING (participant_id, property_id)
+               WHERE f.participant_id = ? AND f.data_type = 'energy'
+                 AND f.hour_utc >= ? AND f.hour_utc < ?
+               GROUP BY f.property_id, p.floor_area_m2 ORDER BY 1""",
+            [participant, *window],
+        )
+        shown(browser, f"{portal.url}/p/{participant}", screenshots, f"portfolio-{participant}")
+        table = cells(browser, "#properties")
+        assert [row[0] for row in table] == list(truth.property_id)
+        assert [float(row[1]) for row in table] == list(truth.kwh)
+        assert [float(row[2]) for row in table] == list(truth.per_m2)
+        assert browser.find_elements("css selector", "#eui-chart .main-svg")
+        for property_id, kwh in zip(truth.property_id, truth.kwh, strict=True):
+            shown(browser, f"{portal.url}/p/{participant}/property/{property_id}", screenshots,
+                  f"property-{participant}-{property_id}")  # fmt: skip
+            figures = dict(cells(browser, "#figures"))
+            assert float(figures["energy kWh"]) == kwh
+            hours = query(
+                portal,
+                """SELECT count(*) AS n FROM fact_hourly WHERE participant_id = ?
+                   AND property_id = ? AND data_type = 'energy' AND hour_utc >= ?
+                   AND hour_utc < ?""",
+                [participant, property_id, *window],
+            ).n[0]
+            plotted = browser.execute_script(
+                "return document.getElementById('energy-chart').data[0].x.length"
+            )
+            assert plotted == hours  # every hour drawn, zoomable and hoverable in Plotly
+        shown(browser, f"{portal.url}/p/{participant}/meters", screenshots, f"meters-{participant}")
+        held = query(
+            portal,
+            "SELECT meter_id, count(*) AS n FROM fact_meter_hourly WHERE participant_id = ? "
+            "GROUP BY 1 ORDER BY 1",
+            [participant],
+        )
+        assert [(row[0], int(row[4])) for row in cells(browser, "#meters")] == list(
+            zip(held.meter_id, held.n, strict=True)
+        )
+        shown(browser, f"{portal.url}/p/{participant}/mrv", screenshots, f"mrv-{participant}")
+        records = portal.get(
+            f"/api/v1/participants/{participant}/mrv-records", portal.tokens[participant]
+        ).json()
+        assert [row[5] for row in cells(browser, "#records")] == [r["status"] for r in records]
+    browser.get(f"{portal.url}/p/initech")
+    assert "among yours" in browser.page_source  # a participant not in the person's groups
+
+
+def test_meterflow_token_creates_lists_and_revokes_and_stores_only_a_hash(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    with DuckDBWarehouse(warehouse) as wh:
+        wh.prepare()
+        wh.execute("INSERT INTO dim_participant VALUES ('acme', 'Acme')")
+    meterflow = Path(sys.executable).parent / "meterflow"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [str(meterflow), "token", *args, "--warehouse", str(warehouse)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    created = cli("create", "--participant", "acme", "--label", "BMS export")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.split()[-1]
+    token_id = token.split("_")[1]
+    listed = cli("list").stdout
+    assert token_id in listed and "BMS export" in listed and token.split("_")[2] not in listed
+    with DuckDBWarehouse(warehouse, read_only=True) as wh:
+        stored = wh.query("SELECT * FROM api_token").to_csv()
+        assert token.split("_")[2] not in stored  # the secret itself is nowhere
+        assert participant_of(wh, token) == "acme"
+    assert cli("revoke", "--id", token_id).returncode == 0
+    with DuckDBWarehouse(warehouse, read_only=True) as wh:
+        assert participant_of(wh, token) is None
+    unknown = cli("create", "--participant", "globex")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == (
+        "error: no participant 'globex' in the warehouse: load it first"
+    )

@@ -16,18 +16,29 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import parse_qs
 
 import duckdb
 import pandas as pd
+import plotly
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from meterflow.common.errors import MeterflowError
 from meterflow.common.storage import LocalStorage, Storage
+from meterflow.common.timeutil import HourWindow, floor_hour
 from meterflow.configuration.ids import IDENTIFIER
 from meterflow.portal import queries, tokens
 from meterflow.portal.queries import PAGE_ROWS, Granularity, MetricQuery, NotFound, Zone
@@ -35,6 +46,7 @@ from meterflow.portal.settings import PortalSettings
 from meterflow.portal.signin import Caller, GroupPattern, OidcProvider, SignInRefused, new_sign_in
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.backend import Warehouse
+from meterflow.warehouse.queries import property_summary
 
 log = logging.getLogger("meterflow.portal")
 Format = Literal["json", "csv", "parquet"]
@@ -53,7 +65,15 @@ TABLES = [
         queries.mrv_records,
         "Each MRV record's latest revision: status, reasons, Guardian document id.",
     ),
+    (
+        "office-hours",
+        queries.office_hours_monthly,
+        "kWh in office hours, out of hours and on holidays, per property and local month.",
+    ),
 ]
+SUMMARY_DAYS = 30  # the dashboard's default span: the last days the warehouse holds
+HERE = Path(__file__).parent
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 class Unauthenticated(MeterflowError):
@@ -225,6 +245,24 @@ def create_app(settings: PortalSettings) -> FastAPI:
             table(read, name)
         )
 
+    @app.get("/api/v1/participants/{participant_id}/summary")
+    def summary(
+        participant_id: Participant,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        format: Format = "json",
+    ) -> Response:
+        """Per property over [start, end) (default: the last 30 days the warehouse holds):
+        hours, kWh, kWh per m2, solar, mean outside temperature, energy coverage."""
+        with warehouse() as wh:
+            window = summary_window(wh, participant_id, start, end)
+            rows = property_summary(wh, window, participant_id)
+        if format != "json":
+            return answer(rows, format, "summary")
+        return JSONResponse(
+            {"start": _iso(window.start), "end": _iso(window.end), "properties": records(rows)}
+        )
+
     @app.get("/api/v1/participants/{participant_id}/metrics")
     def metrics(
         participant_id: Participant,
@@ -279,22 +317,78 @@ def create_app(settings: PortalSettings) -> FastAPI:
     def storage_of(participant_id: str) -> Storage:
         return open_participant_storage(settings.data_root, participant_id)
 
+    # -- dashboard -------------------------------------------------------------------------
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> Response:
+        return FileResponse(PLOTLY_JS, media_type="text/javascript")
+
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    pages = Jinja2Templates(directory=HERE / "templates")
+
+    def page(
+        request: Request,
+        participant_id: str,
+        template: str,
+        title: str,
+        check: Callable[[], None] | None = None,
+        **extra,
+    ) -> Response:
+        """A dashboard page of one of the caller's participants (`check`: more that must
+        hold once the caller is known, e.g. that the property is the participant's)."""
+        try:
+            who = caller(request)
+        except Unauthenticated:
+            return RedirectResponse(f"/login?next={request.url.path}", 303)
+        if participant_id not in who.participants:
+            raise NotFound(f"no participant {participant_id!r} among yours")
+        if check is not None:
+            check()
+        context = {
+            "participant": participant_id,
+            "participants": who.participants,
+            "subject": who.subject,
+            "title": title,
+            **extra,
+        }
+        return pages.TemplateResponse(request, template, context)
+
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> Response:
         try:
             who = caller(request)
         except Unauthenticated:
             return RedirectResponse("/login", 303)
-        items = "".join(
-            f"<li>{p}: <a href='/api/v1/participants/{p}/reports/latest.html'>latest report</a>"
-            f" · <a href='/api/v1/participants/{p}/properties'>properties</a></li>"
-            for p in who.participants
+        if not who.participants:
+            return HTMLResponse(
+                f"<!doctype html><title>Meterflow</title><p>{_html(who.subject)}: your groups "
+                "give you no participant. Ask your administrator. <a href='/logout'>Sign out</a>"
+            )
+        return RedirectResponse(f"/p/{who.participants[0]}", 303)
+
+    @app.get("/p/{participant_id}", include_in_schema=False)
+    def portfolio_page(request: Request, participant_id: str) -> Response:
+        return page(request, participant_id, "portfolio.html", "Portfolio")
+
+    @app.get("/p/{participant_id}/property/{property_id}", include_in_schema=False)
+    def property_page(request: Request, participant_id: str, property_id: str) -> Response:
+        def owned() -> None:
+            with warehouse() as wh:
+                queries.check_owned(
+                    wh, participant_id, "v_property", "property_id", property_id, "property"
+                )
+
+        return page(
+            request, participant_id, "property.html", property_id, owned, property_id=property_id
         )
-        return HTMLResponse(
-            f"<!doctype html><title>Meterflow</title><p>Signed in as {_html(who.subject)}"
-            f" · <a href='/logout'>sign out</a></p><ul>{items or '<li>no participants</li>'}"
-            "</ul><p><a href='/docs'>API</a></p>"
-        )
+
+    @app.get("/p/{participant_id}/meters", include_in_schema=False)
+    def meters_page(request: Request, participant_id: str) -> Response:
+        return page(request, participant_id, "meters.html", "Meter health")
+
+    @app.get("/p/{participant_id}/mrv", include_in_schema=False)
+    def mrv_page(request: Request, participant_id: str) -> Response:
+        return page(request, participant_id, "mrv.html", "MRV records")
 
     return app
 
@@ -322,8 +416,10 @@ def records(rows: pd.DataFrame) -> list[dict]:
     return out.astype(object).where(out.notna(), None).to_dict("records")
 
 
-def _iso(moment: pd.Timestamp) -> str:
-    stamp = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+def _iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z; a naive time is UTC (as the warehouse stores it)."""
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.isoformat().replace("+00:00", "Z")
 
 
@@ -363,6 +459,22 @@ def open_participant_storage(data_root: str, participant_id: str) -> Storage:
 
         return open_storage(data_root, participant_id)
     return LocalStorage(data_root, participant_id)
+
+
+def summary_window(
+    wh: Warehouse, participant_id: str, start: datetime | None, end: datetime | None
+) -> HourWindow:
+    """The hours asked for, or the last SUMMARY_DAYS days the warehouse holds."""
+    if start is not None and end is not None:
+        window = HourWindow(floor_hour(_utc(start)), floor_hour(_utc(end)))
+        if window.end <= window.start:
+            raise NotFound("end must be after start")
+        return window
+    span = queries.data_span(wh, participant_id)
+    if span is None:
+        raise NotFound(f"no hours loaded for participant {participant_id} yet")
+    first, after = span
+    return HourWindow(max(first, after - timedelta(days=SUMMARY_DAYS)), after)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -12,7 +12,7 @@ from typing import Literal
 import pandas as pd
 
 from meterflow.common.errors import MeterflowError
-from meterflow.common.timeutil import warehouse_time
+from meterflow.common.timeutil import HOUR, warehouse_time
 from meterflow.configuration.config import DEFAULT_AGGREGATION
 from meterflow.warehouse.backend import Warehouse
 from meterflow.warehouse.schema import TYPES
@@ -73,7 +73,7 @@ def metrics(wh: Warehouse, participant_id: str, q: MetricQuery) -> pd.DataFrame:
     if q.data_type not in DEFAULT_AGGREGATION:
         raise NotFound(f"no data type {q.data_type!r}; one of {', '.join(DEFAULT_AGGREGATION)}")
     if q.meter_id is not None:
-        _owned(wh, participant_id, "v_meter", "meter_id", q.meter_id, "meter")
+        check_owned(wh, participant_id, "v_meter", "meter_id", q.meter_id, "meter")
         source = f"""{wh.table("fact_meter_hourly")} f JOIN {wh.table("v_meter")} m
               ON m.participant_id = f.participant_id AND m.meter_id = f.meter_id"""
         owner, key = "m.property_id", "f.meter_id"
@@ -83,7 +83,7 @@ def metrics(wh: Warehouse, participant_id: str, q: MetricQuery) -> pd.DataFrame:
         owner, key = "f.property_id", "f.property_id"
         where, params = "TRUE", []
         if q.property_id is not None:
-            _owned(wh, participant_id, "v_property", "property_id", q.property_id, "property")
+            check_owned(wh, participant_id, "v_property", "property_id", q.property_id, "property")
             where, params = "f.property_id = ?", [q.property_id]
     period = _period(wh.dialect, q.granularity, q.zone)
     rollup = ROLLUP[DEFAULT_AGGREGATION[q.data_type]]
@@ -123,7 +123,10 @@ def _period(dialect: str, granularity: Granularity, zone: Zone) -> str:
     return day if granularity == "day" else MONTH[dialect](day)
 
 
-def _owned(wh: Warehouse, participant_id: str, view: str, column: str, value: str, what: str):
+def check_owned(
+    wh: Warehouse, participant_id: str, view: str, column: str, value: str, what: str
+) -> None:
+    """NotFound unless the participant has the property or meter."""
     found = wh.query(
         f"SELECT {column} FROM {wh.table(view)} WHERE participant_id = ? AND {column} = ?",
         [participant_id, value],
@@ -183,3 +186,34 @@ def mrv_records(wh: Warehouse, participant_id: str) -> pd.DataFrame:
             ORDER BY r.meter_id, r.period_start_utc""",
         [participant_id, participant_id],
     )
+
+
+def office_hours_monthly(wh: Warehouse, participant_id: str) -> pd.DataFrame:
+    """Energy in office hours, out of hours and on holidays, per property and local month."""
+    rows = wh.query(
+        f"""SELECT property_id, month, office_kwh, out_of_hours_kwh, holiday_kwh, kwh
+            FROM {wh.table("v_office_hours_monthly")} WHERE participant_id = ?
+            ORDER BY property_id, month""",
+        [participant_id],
+    )
+    return _dates(rows, "month")
+
+
+def data_span(wh: Warehouse, participant_id: str) -> tuple[datetime, datetime] | None:
+    """The first hour and the end of the last hour the warehouse holds for the participant."""
+    found = wh.query(
+        f"""SELECT min(hour_utc) AS first_hour, max(hour_utc) AS last_hour
+            FROM {wh.table("fact_hourly")} WHERE participant_id = ?""",
+        [participant_id],
+    )
+    first, last = found.first_hour.iloc[0], found.last_hour.iloc[0]
+    if pd.isna(first):
+        return None
+    return _aware(first), _aware(last) + HOUR
+
+
+def _aware(moment: pd.Timestamp) -> datetime:
+    stamp = pd.Timestamp(moment)
+    return (
+        stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    ).to_pydatetime()

@@ -8,13 +8,19 @@ from meterflow.common.timeutil import HourWindow, warehouse_time
 from meterflow.warehouse.backend import Warehouse
 
 
-def property_summary(wh: Warehouse, window: HourWindow) -> pd.DataFrame:
-    """Per property over the window: hours, kWh, solar, outside temperature, coverage."""
+def property_summary(
+    wh: Warehouse, window: HourWindow, participant_id: str | None = None
+) -> pd.DataFrame:
+    """Per property over the window (of every participant, or one): hours, kWh, kWh per m2,
+    solar, outside temperature, coverage."""
+    only = "AND f.participant_id = ?" if participant_id else ""
     return wh.query(
         f"""
         SELECT f.participant_id AS participant, f.property_id AS property, p.timezone,
                count(DISTINCT f.hour_utc) AS hours,
                round(sum(CASE WHEN f.data_type = 'energy' THEN f.value END), 1) AS energy_kwh,
+               round(sum(CASE WHEN f.data_type = 'energy' THEN f.value END) / p.floor_area_m2, 2)
+                   AS kwh_per_m2,
                round(sum(CASE WHEN f.data_type = 'solar' THEN f.value END), 1) AS solar_kwh,
                round(avg(CASE WHEN f.data_type = 'outdoor_temperature' THEN f.value END), 1)
                    AS outside_c,
@@ -25,9 +31,13 @@ def property_summary(wh: Warehouse, window: HourWindow) -> pd.DataFrame:
         FROM {wh.table("fact_hourly")} f
         JOIN {wh.table("v_property")} p
           ON p.participant_id = f.participant_id AND p.property_id = f.property_id
-        WHERE f.hour_utc >= ? AND f.hour_utc < ?
-        GROUP BY f.participant_id, f.property_id, p.timezone
+        WHERE f.hour_utc >= ? AND f.hour_utc < ? {only}
+        GROUP BY f.participant_id, f.property_id, p.timezone, p.floor_area_m2
         ORDER BY participant, property
         """,
-        [warehouse_time(window.start), warehouse_time(window.end)],
+        [
+            warehouse_time(window.start),
+            warehouse_time(window.end),
+            *([participant_id] * bool(only)),
+        ],
     )
