@@ -22,6 +22,8 @@ from typing import Annotated, Literal
 from urllib.parse import parse_qs
 
 import duckdb
+import numpy as np
+import orjson
 import pandas as pd
 import plotly
 from fastapi import Depends, FastAPI, Query, Request
@@ -396,7 +398,7 @@ def create_app(settings: PortalSettings) -> FastAPI:
 def answer(rows: pd.DataFrame, format: str, name: str) -> Response:
     """Rows as JSON, or as a CSV or Parquet download named after what they are."""
     if format == "json":
-        return JSONResponse(records(rows))
+        return Response(rows_json(rows), 200, media_type="application/json")
     disposition = {"Content-Disposition": f'attachment; filename="{name}.{format}"'}
     if format == "csv":
         return Response(rows.to_csv(index=False), 200, disposition, "text/csv; charset=utf-8")
@@ -405,15 +407,37 @@ def answer(rows: pd.DataFrame, format: str, name: str) -> Response:
     return Response(out.getvalue(), 200, disposition, "application/vnd.apache.parquet")
 
 
+def rows_json(rows: pd.DataFrame) -> bytes:
+    """A JSON array of the rows: times ISO 8601 UTC with a Z, dates yyyy-mm-dd, missing values
+    null. Built column at a time: a year of hours (8,760 rows) in a few milliseconds."""
+    columns = [_json_values(rows[column]) for column in rows.columns]
+    names = list(rows.columns)
+    return orjson.dumps(
+        [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+    )
+
+
+def _json_values(values: pd.Series) -> list:
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_datetime64_any_dtype(values):
+        if values.dt.tz is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        text = np.datetime_as_string(values.to_numpy(dtype="datetime64[s]"), unit="s")
+        found = [f"{t}Z" for t in text]
+    elif values.dtype == object:
+        found = [v.isoformat() if isinstance(v, date) else v for v in values.tolist()]
+    else:
+        found = values.tolist()
+    return (
+        [None if gone else v for v, gone in zip(found, missing, strict=True)]
+        if missing.any()
+        else found
+    )
+
+
 def records(rows: pd.DataFrame) -> list[dict]:
-    """JSON-ready rows: times in ISO 8601 UTC, dates as dates, missing values as null."""
-    out = rows.copy()
-    for column in out.columns:
-        if pd.api.types.is_datetime64_any_dtype(out[column]):
-            out[column] = out[column].map(lambda t: None if pd.isna(t) else _iso(t))
-        elif out[column].dtype == object:
-            out[column] = out[column].map(lambda v: v.isoformat() if isinstance(v, date) else v)
-    return out.astype(object).where(out.notna(), None).to_dict("records")
+    """The rows as JSON-ready dicts, as `rows_json` writes them."""
+    return orjson.loads(rows_json(rows))
 
 
 def _iso(moment: datetime) -> str:

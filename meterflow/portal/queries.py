@@ -85,22 +85,27 @@ def metrics(wh: Warehouse, participant_id: str, q: MetricQuery) -> pd.DataFrame:
         if q.property_id is not None:
             check_owned(wh, participant_id, "v_property", "property_id", q.property_id, "property")
             where, params = "f.property_id = ?", [q.property_id]
-    period = _period(wh.dialect, q.granularity, q.zone)
-    rollup = ROLLUP[DEFAULT_AGGREGATION[q.data_type]]
     integer = TYPES[wh.dialect]["int"]
-    local = ", min(c.local_date) AS local_date, min(c.local_hour) AS local_hour"
-    sql = f"""
-        SELECT {key} AS id, {period} AS period, {rollup}(f.value) AS value, min(f.unit) AS unit,
+    estimated = f"CAST({{}}(CASE WHEN f.quality = 'estimated' THEN 1 ELSE 0 END) AS {integer})"
+    if q.granularity == "hour":  # a row per hour as stored: nothing to roll up
+        columns = f"""f.hour_utc AS period, f.value, f.unit, 1 AS hours, f.coverage,
+               {estimated.format("")} AS hours_estimated, c.local_date, c.local_hour"""
+        grouped = ""
+    else:
+        period = _period(wh.dialect, q.granularity, q.zone)
+        rollup = ROLLUP[DEFAULT_AGGREGATION[q.data_type]]
+        columns = f"""{period} AS period, {rollup}(f.value) AS value, min(f.unit) AS unit,
                count(*) AS hours, avg(f.coverage) AS coverage,
-               CAST(sum(CASE WHEN f.quality = 'estimated' THEN 1 ELSE 0 END) AS {integer})
-                   AS hours_estimated
-               {local if q.granularity == "hour" else ""}
+               {estimated.format("sum")} AS hours_estimated"""
+        grouped = f"GROUP BY {key}, {period}"
+    sql = f"""
+        SELECT {key} AS id, {columns}
         FROM {source}
         JOIN {wh.table("dim_calendar")} c ON c.participant_id = f.participant_id
          AND c.property_id = {owner} AND c.hour_utc = f.hour_utc
         WHERE f.participant_id = ? AND f.data_type = ? AND f.hour_utc >= ? AND f.hour_utc < ?
           AND {where}
-        GROUP BY {key}, {period}
+        {grouped}
         ORDER BY id, period
         LIMIT {int(q.limit)} OFFSET {int(q.offset)}"""
     window = [warehouse_time(q.start), warehouse_time(q.end)]
@@ -116,9 +121,7 @@ def _dates(rows: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return rows
 
 
-def _period(dialect: str, granularity: Granularity, zone: Zone) -> str:
-    if granularity == "hour":
-        return "f.hour_utc"
+def _period(dialect: str, granularity: Literal["day", "month"], zone: Zone) -> str:
     day = "c.local_date" if zone == "local" else UTC_DATE[dialect]("f.hour_utc")
     return day if granularity == "day" else MONTH[dialect](day)
 
@@ -136,8 +139,13 @@ def check_owned(
 
 
 def carbon_monthly(wh: Warehouse, participant_id: str) -> pd.DataFrame:
+    return _monthly(wh, participant_id, "v_carbon_monthly", "kwh, kg_co2e, t_co2e")
+
+
+def _monthly(wh: Warehouse, participant_id: str, view: str, columns: str) -> pd.DataFrame:
+    """The participant's rows of a monthly view, by property and local month."""
     rows = wh.query(
-        f"""SELECT property_id, month, kwh, kg_co2e, t_co2e FROM {wh.table("v_carbon_monthly")}
+        f"""SELECT property_id, month, {columns} FROM {wh.table(view)}
             WHERE participant_id = ? ORDER BY property_id, month""",
         [participant_id],
     )
@@ -145,13 +153,8 @@ def carbon_monthly(wh: Warehouse, participant_id: str) -> pd.DataFrame:
 
 
 def eui_monthly(wh: Warehouse, participant_id: str) -> pd.DataFrame:
-    rows = wh.query(
-        f"""SELECT property_id, month, kwh, kwh_per_m2, rolling_12m_kwh_per_m2, rolling_months
-            FROM {wh.table("v_eui_monthly")} WHERE participant_id = ?
-            ORDER BY property_id, month""",
-        [participant_id],
-    )
-    return _dates(rows, "month")
+    columns = "kwh, kwh_per_m2, rolling_12m_kwh_per_m2, rolling_months"
+    return _monthly(wh, participant_id, "v_eui_monthly", columns)
 
 
 def meter_quality(wh: Warehouse, participant_id: str) -> pd.DataFrame:
@@ -190,13 +193,8 @@ def mrv_records(wh: Warehouse, participant_id: str) -> pd.DataFrame:
 
 def office_hours_monthly(wh: Warehouse, participant_id: str) -> pd.DataFrame:
     """Energy in office hours, out of hours and on holidays, per property and local month."""
-    rows = wh.query(
-        f"""SELECT property_id, month, office_kwh, out_of_hours_kwh, holiday_kwh, kwh
-            FROM {wh.table("v_office_hours_monthly")} WHERE participant_id = ?
-            ORDER BY property_id, month""",
-        [participant_id],
-    )
-    return _dates(rows, "month")
+    columns = "office_kwh, out_of_hours_kwh, holiday_kwh, kwh"
+    return _monthly(wh, participant_id, "v_office_hours_monthly", columns)
 
 
 def data_span(wh: Warehouse, participant_id: str) -> tuple[datetime, datetime] | None:
