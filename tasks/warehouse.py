@@ -3,6 +3,7 @@ property-hours (aggregate), and write the participant's report."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 from prefect import task
@@ -13,7 +14,7 @@ from meterflow.collection.catalog import read_catalog
 from meterflow.common.memory import release_memory
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.config import Participant
-from meterflow.reporting.schedule import LATEST_KEY, latest_report_due
+from meterflow.reporting.schedule import latest_report_due, report_link
 from meterflow.warehouse import LoadCounts, loads
 
 # A V4 signed URL lives at most 7 days; each rendering links a new one.
@@ -74,11 +75,12 @@ def report_due(data_root: str, participant_id: str, every: timedelta) -> bool:
 def report_window(
     data_root: str, warehouse: str, participant: Participant, window: HourWindow
 ) -> str:
-    """Render the participant's latest report into its storage; a link its people can open
-    (a signed URL on a bucket, valid REPORT_LINK_DAYS)."""
+    """Render the participant's latest report into its storage; a link its people can open:
+    the portal's (METERFLOW_PORTAL_PUBLIC_URL), else a signed URL valid REPORT_LINK_DAYS."""
     from meterflow.reporting.report import write_latest_report  # matplotlib: only when due
 
     storage = open_storage(data_root, participant.id)
     with open_warehouse(warehouse) as wh:
         write_latest_report(wh, storage, window, datetime.now(UTC))
-    return storage.share(LATEST_KEY, timedelta(days=REPORT_LINK_DAYS))
+    portal = os.environ.get("METERFLOW_PORTAL_PUBLIC_URL")
+    return report_link(storage, portal, timedelta(days=REPORT_LINK_DAYS))

@@ -24,10 +24,12 @@ from emulators.oidc import OidcIssuer
 from flows.demo import demo_sources
 from flows.dispatch import dispatch
 from meterflow.common import demo_data
+from meterflow.common.storage import LocalStorage
 from meterflow.common.timeutil import HourWindow
 from meterflow.portal.app import create_app
 from meterflow.portal.settings import PortalSettings
 from meterflow.portal.tokens import issue_token, participant_of, revoke_token
+from meterflow.reporting.schedule import LATEST_KEY, report_link
 from meterflow.warehouse import DuckDBWarehouse
 from tests.conftest import free_port
 
@@ -180,6 +182,25 @@ def test_quality_carbon_eui_mrv_and_the_report_are_the_participants_own(portal):
         portal, "SELECT DISTINCT meter_id FROM fact_meter_hourly WHERE participant_id='globex'"
     )
     assert {m["meter_id"] for m in quality["meters"]} == set(held.meter_id)
+    gaps = {}
+    for participant in ("acme", "globex"):  # gaps, computed here from the hours held
+        hours = query(
+            portal,
+            "SELECT meter_id, hour_utc FROM fact_meter_hourly WHERE participant_id = ? "
+            "AND value IS NOT NULL ORDER BY meter_id, hour_utc",
+            [participant],
+        )
+        previous = hours.groupby("meter_id").hour_utc.shift()
+        gap = hours[hours.hour_utc - previous > pd.Timedelta(hours=1)]
+        expected = [
+            [m, f"{(p + pd.Timedelta(hours=1)).isoformat()}Z", f"{h.isoformat()}Z"]
+            for m, p, h in zip(gap.meter_id, previous[gap.index], gap.hour_utc, strict=True)
+        ]
+        token = portal.tokens[participant]
+        found = portal.get(f"/api/v1/participants/{participant}/quality", token).json()["gaps"]
+        assert [[g["meter_id"], g["gap_start"], g["gap_end"]] for g in found] == expected
+        gaps[participant] = found
+    assert any(g["meter_id"] == "syd-hq-main" for g in gaps["acme"])  # the logger outage
     (broken,) = [q for q in quality["quarantined"] if q["name"].endswith("pv-broken.csv")]
     assert "offset" in broken["reason"].lower() or "timezone" in broken["reason"].lower()
     records = portal.get("/api/v1/participants/globex/mrv-records", globex).json()
@@ -454,3 +475,13 @@ def test_meterflow_token_creates_lists_and_revokes_and_stores_only_a_hash(tmp_pa
     assert unknown.stderr.strip() == (
         "error: no participant 'globex' in the warehouse: load it first"
     )
+
+
+def test_a_report_link_opens_the_portal_when_there_is_one(tmp_path):
+    storage = LocalStorage(tmp_path, "acme")
+    storage.write(LATEST_KEY, b"<html>report</html>")
+    week = timedelta(days=7)
+    assert report_link(storage, "https://portal.example.org/", week) == (
+        "https://portal.example.org/api/v1/participants/acme/reports/latest.html"
+    )
+    assert report_link(storage, None, week) == (tmp_path / "acme" / LATEST_KEY).as_uri()

@@ -294,14 +294,19 @@ def create_app(settings: PortalSettings) -> FastAPI:
 
     @app.get("/api/v1/participants/{participant_id}/quality")
     def quality(participant_id: Participant, format: Format = "json") -> Response:
-        """Per meter: hours held, missing and estimated, coverage; and quarantined files with
-        the reason each was refused."""
+        """Per meter: hours held, missing and estimated, coverage; the gaps between hours
+        held (the first 1,000); and quarantined files with the reason each was refused."""
         with warehouse() as wh:
             rows = queries.meter_quality(wh, participant_id)
+            gaps = queries.meter_gaps(wh, participant_id)
         if format != "json":
             return answer(rows, format, "quality")
         return JSONResponse(
-            {"meters": records(rows), "quarantined": quarantined(storage_of(participant_id))}
+            {
+                "meters": records(rows),
+                "gaps": records(gaps),
+                "quarantined": quarantined(storage_of(participant_id)),
+            }
         )
 
     @app.get("/api/v1/participants/{participant_id}/reports/{name}", response_class=HTMLResponse)

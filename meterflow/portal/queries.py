@@ -27,6 +27,11 @@ UTC_DATE = {
     "postgres": lambda x: f"CAST({x} AS DATE)",
     "bigquery": lambda x: f"DATE({x})",
 }
+NEXT_HOUR = {
+    "duckdb": lambda x: f"{x} + INTERVAL 1 HOUR",
+    "postgres": lambda x: f"{x} + INTERVAL '1 hour'",
+    "bigquery": lambda x: f"TIMESTAMP_ADD({x}, INTERVAL 1 HOUR)",
+}
 PAGE_ROWS = 10_000  # the most rows one response holds; more are paged with `offset`
 
 
@@ -172,6 +177,25 @@ def meter_quality(wh: Warehouse, participant_id: str) -> pd.DataFrame:
             GROUP BY meter_id, data_type ORDER BY meter_id""",
         [participant_id],
     )
+
+
+def meter_gaps(wh: Warehouse, participant_id: str, limit: int = 1000) -> pd.DataFrame:
+    """Each run of hours with no value between two hours that have one, per meter: [start,
+    end) in UTC and its length in hours (the hours after a meter's last value are not a gap
+    but silence)."""
+    held = f"""SELECT meter_id, hour_utc,
+                      LAG(hour_utc) OVER (PARTITION BY meter_id ORDER BY hour_utc) AS previous
+               FROM {wh.table("fact_meter_hourly")}
+               WHERE participant_id = ? AND value IS NOT NULL"""
+    rows = wh.query(
+        f"""SELECT meter_id, {NEXT_HOUR[wh.dialect]("previous")} AS gap_start, hour_utc AS gap_end
+            FROM ({held}) h
+            WHERE previous IS NOT NULL AND hour_utc > {NEXT_HOUR[wh.dialect]("previous")}
+            ORDER BY meter_id, gap_start LIMIT {int(limit)}""",
+        [participant_id],
+    )
+    span = pd.to_datetime(rows.gap_end) - pd.to_datetime(rows.gap_start)
+    return rows.assign(hours=(span / pd.Timedelta(hours=1)).astype("int64"))
 
 
 def mrv_records(wh: Warehouse, participant_id: str) -> pd.DataFrame:

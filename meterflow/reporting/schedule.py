@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
+from urllib.parse import quote
 
 from pydantic import BaseModel
 
@@ -60,3 +61,13 @@ def store_report(
     storage.write(LATEST_KEY, data)
     storage.write(MANIFEST_KEY, manifest.model_dump_json().encode())
     return manifest
+
+
+def report_link(storage: Storage, portal_url: str | None, expires: timedelta) -> str:
+    """Where people open the latest report: the portal's page for it when there is a portal
+    (behind their sign-in, never expiring), else a link to the object itself (signed on a
+    bucket, valid `expires`; the file in a local folder)."""
+    if portal_url:
+        participant = quote(storage.participant_id)
+        return f"{portal_url.rstrip('/')}/api/v1/participants/{participant}/{LATEST_KEY}"
+    return storage.share(LATEST_KEY, expires)

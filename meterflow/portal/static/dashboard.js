@@ -141,9 +141,11 @@ const Meterflow = (() => {
         row(tbody, [m.meter_id, m.data_type, m.first_hour, m.last_hour, m.hours, m.hours_missing, m.hours_estimated,
           `${num(m.coverage * 100, 1)} %`]).dataset.meter = m.meter_id;
       }
+      const gaps = document.querySelector("#gaps tbody");
+      for (const g of q.gaps) row(gaps, [g.meter_id, g.gap_start, g.gap_end, g.hours]);
       const refused = document.querySelector("#quarantined tbody");
       for (const f of q.quarantined) row(refused, [f.name, f.source, f.reason]);
-      ready(`${q.meters.length} meters, ${q.quarantined.length} quarantined files`);
+      ready(`${q.meters.length} meters, ${q.gaps.length} gaps, ${q.quarantined.length} quarantined files`);
     } catch (error) {
       failed(error);
     }
