@@ -255,6 +255,8 @@ def test_the_portal_answers_the_same_on_duckdb_and_postgres(loaded):
         "carbon": queries.carbon_monthly,
         "eui": queries.eui_monthly,
         "office hours": queries.office_hours_monthly,
+        "degree days": queries.degree_days,
+        "energy per occupant": queries.energy_per_occupant,
         "quality": queries.meter_quality,
         "gaps": queries.meter_gaps,
         "mrv records": queries.mrv_records,

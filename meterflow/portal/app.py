@@ -72,6 +72,16 @@ TABLES = [
         queries.office_hours_monthly,
         "kWh in office hours, out of hours and on holidays, per property and local month.",
     ),
+    (
+        "degree-days",
+        queries.degree_days,
+        "Heating and cooling degree days per property and local day.",
+    ),
+    (
+        "energy-per-occupant",
+        queries.energy_per_occupant,
+        "kWh per mean office-hours occupant, per property and local day.",
+    ),
 ]
 SUMMARY_DAYS = 30  # the dashboard's default span: the last days the warehouse holds
 HERE = Path(__file__).parent

@@ -148,13 +148,32 @@ def carbon_monthly(wh: Warehouse, participant_id: str) -> pd.DataFrame:
 
 
 def _monthly(wh: Warehouse, participant_id: str, view: str, columns: str) -> pd.DataFrame:
-    """The participant's rows of a monthly view, by property and local month."""
+    return _by_property(wh, participant_id, view, "month", columns)
+
+
+def _by_property(
+    wh: Warehouse, participant_id: str, view: str, period: str, columns: str
+) -> pd.DataFrame:
+    """The participant's rows of a view by property and local day or month."""
     rows = wh.query(
-        f"""SELECT property_id, month, {columns} FROM {wh.table(view)}
-            WHERE participant_id = ? ORDER BY property_id, month""",
+        f"""SELECT property_id, {period}, {columns} FROM {wh.table(view)}
+            WHERE participant_id = ? ORDER BY property_id, {period}""",
         [participant_id],
     )
-    return _dates(rows, "month")
+    return _dates(rows, period)
+
+
+def degree_days(wh: Warehouse, participant_id: str) -> pd.DataFrame:
+    """Heating and cooling degree days per property and local day (outside mean against the
+    property's base)."""
+    columns = "hours, mean_outside_c, degree_day_base_c, hdd, cdd"
+    return _by_property(wh, participant_id, "v_degree_days", "local_date", columns)
+
+
+def energy_per_occupant(wh: Warehouse, participant_id: str) -> pd.DataFrame:
+    """kWh per mean office-hours occupant, per property and local day."""
+    columns = "kwh, mean_office_occupancy, kwh_per_occupant"
+    return _by_property(wh, participant_id, "v_energy_per_occupant_daily", "local_date", columns)
 
 
 def eui_monthly(wh: Warehouse, participant_id: str) -> pd.DataFrame:
