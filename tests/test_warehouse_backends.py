@@ -25,9 +25,9 @@ from meterflow.warehouse.loads import (
     load_emission_factors,
     load_property_hours,
 )
-from meterflow.warehouse.queries import property_summary
 from meterflow.warehouse.schema import TABLES
 from meterflow.warehouse.views import VIEWS
+from tests.portal_answers import assert_same_answers, portal_queries
 
 # Easter weekend 2026 in Sydney is also the end of daylight saving (Sunday 5 April, 03:00).
 WINDOW = HourWindow(datetime(2026, 4, 2, tzinfo=UTC), datetime(2026, 4, 8, tzinfo=UTC))
@@ -242,50 +242,13 @@ def test_a_dispatch_process_imports_reports_bigquery_and_mrv_only_when_used():
 
 
 def test_the_portal_answers_the_same_on_duckdb_and_postgres(loaded):
-    """Every portal query, for each participant, gives the rows the API sends (rows_json) alike
-    from both backends (sums to 1e-9)."""
+    """Every portal query, for each participant, gives the rows the API sends alike from both
+    backends."""
     from blocks import open_warehouse
-    from meterflow.portal import queries
-    from meterflow.portal.app import records
 
-    window = (WINDOW.start, WINDOW.end)
-    asks = {
-        "properties": queries.properties,
-        "meters": queries.meters,
-        "carbon": queries.carbon_monthly,
-        "eui": queries.eui_monthly,
-        "office hours": queries.office_hours_monthly,
-        "degree days": queries.degree_days,
-        "energy per occupant": queries.energy_per_occupant,
-        "quality": queries.meter_quality,
-        "gaps": queries.meter_gaps,
-        "mrv records": queries.mrv_records,
-        "summary": lambda wh, p: property_summary(wh, WINDOW, p),
-        **{
-            f"metrics by {g} {z}": (
-                lambda wh, p, g=g, z=z: queries.metrics(
-                    wh, p, queries.MetricQuery("energy", *window, g, z)
-                )
-            )
-            for g in ("hour", "day", "month")
-            for z in ("local", "utc")
-        },
-    }
     with (
         DuckDBWarehouse(loaded["duckdb"], read_only=True) as duck,
         open_warehouse(loaded["postgres"]) as pg,
     ):
-        answered = set()
-        for participant in ("acme", "globex"):
-            for name, ask in asks.items():
-                left, right = records(ask(duck, participant)), records(ask(pg, participant))
-                answered |= {name} if left else set()
-                assert len(left) == len(right), (participant, name)
-                for a, b in zip(left, right, strict=True):
-                    assert a.keys() == b.keys(), (participant, name)
-                    for key in a.keys() - {"updated_utc"}:  # when each run wrote it
-                        same = a[key] == b[key] or (
-                            isinstance(a[key], float) and a[key] == pytest.approx(b[key], rel=1e-9)
-                        )
-                        assert same, (participant, name, key, a[key], b[key])
-    assert answered == set(asks)  # each query has rows for one participant at least
+        answered = assert_same_answers(duck, pg, ["acme", "globex"], WINDOW)
+    assert answered == set(portal_queries(WINDOW))  # each has rows for a participant at least
