@@ -5,11 +5,14 @@ machines with API tokens. What one participant's callers get of another's data: 
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +23,8 @@ import requests
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from emulators.cloud_identity import CloudIdentityEmulator
+from emulators.google_oauth import GoogleOAuthEmulator
 from emulators.oidc import OidcIssuer
 from flows.demo import demo_sources
 from flows.dispatch import dispatch
@@ -36,6 +41,7 @@ from tests.conftest import free_port
 WINDOW = HourWindow(datetime(2026, 4, 3, tzinfo=UTC), datetime(2026, 4, 7, tzinfo=UTC))
 CLIENT_ID, CLIENT_SECRET = "meterflow-portal", "portal-client-secret"
 GROUP = "meterflow-{}@example.org"
+PORTAL_ACCOUNT = "meterflow-portal@meterflow-test.iam.gserviceaccount.com"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -77,28 +83,43 @@ def portal(prefect_server, tmp_path_factory):
         revoked = issue_token(wh, "acme", "revoked", now)
         revoke_token(wh, revoked.token_id, now)
         tokens["revoked"] = revoked.token
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with OidcIssuer() as issuer:
-        issuer.register_client(CLIENT_ID, CLIENT_SECRET, f"{url}/auth/callback")
-        settings = PortalSettings(
-            warehouse=str(warehouse),
-            data_root=str(data_root),
-            session_secret="test-session-secret-" + "x" * 24,
-            public_url=url,
-            oidc_issuer=issuer.url,
-            oidc_client_id=CLIENT_ID,
-            oidc_client_secret=CLIENT_SECRET,
-            group_pattern=GROUP.format("{participant}"),
-        )
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        yield Portal(url, warehouse, issuer, tokens)
+        settings = portal_settings(warehouse, data_root, issuer)
+        with running(settings) as url:
+            yield Portal(url, warehouse, issuer, tokens)
+
+
+def portal_settings(warehouse, data_root, issuer, **more) -> PortalSettings:
+    """The portal's settings with `issuer` as its identity provider, on a port of its own."""
+    url = f"http://127.0.0.1:{free_port()}"
+    issuer.register_client(CLIENT_ID, CLIENT_SECRET, f"{url}/auth/callback")
+    return PortalSettings(
+        warehouse=str(warehouse),
+        data_root=str(data_root),
+        session_secret="test-session-secret-" + "x" * 24,
+        public_url=url,
+        oidc_issuer=issuer.url,
+        oidc_client_id=CLIENT_ID,
+        oidc_client_secret=CLIENT_SECRET,
+        group_pattern=GROUP.format("{participant}"),
+        **more,
+    )
+
+
+@contextmanager
+def running(settings: PortalSettings) -> Iterator[str]:
+    """`meterflow serve`'s app on uvicorn, on the settings' public URL."""
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield settings.public_url
+    finally:
         server.should_exit = True
         thread.join(10)
 
@@ -485,3 +506,33 @@ def test_a_report_link_opens_the_portal_when_there_is_one(tmp_path):
         "https://portal.example.org/api/v1/participants/acme/reports/latest.html"
     )
     assert report_link(storage, None, week) == (tmp_path / "acme" / LATEST_KEY).as_uri()
+
+
+def test_google_workspace_people_get_their_groups_from_cloud_identity(
+    portal, tmp_path, monkeypatch
+):
+    """Google's ID tokens carry no groups: with groups_from=cloud-identity the portal asks the
+    Cloud Identity Groups API (an emulator on loopback) with its own service account, and a
+    groups claim in the token counts for nothing."""
+    with GoogleOAuthEmulator() as oauth, CloudIdentityEmulator() as directory:
+        key = tmp_path / "portal-sa.json"
+        key.write_text(json.dumps(oauth.service_account(PORTAL_ACCOUNT, "meterflow-test")))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+        directory.add_member("erin@example.org", GROUP.format("globex"))
+        directory.add_member("erin@example.org", "all-staff@example.org")
+        settings = portal_settings(
+            portal.warehouse,
+            portal.warehouse.parent,
+            portal.issuer,
+            groups_from="cloud-identity",
+            cloud_identity_url=directory.url,
+        )
+        with running(settings) as url:
+            portal.issuer.sign_in_as("erin@example.org", [GROUP.format("acme")])  # ignored
+            browser = requests.Session()
+            assert browser.get(url + "/login", timeout=30).url.startswith(url + "/p/globex")
+            assert browser.get(url + "/api/v1/me").json()["participants"] == ["globex"]
+            assert browser.get(url + "/api/v1/participants/acme/meters").status_code == 404
+        assert oauth.grants == [PORTAL_ACCOUNT]  # the directory was asked as the portal
+        (asked,) = directory.requests
+        assert asked.bearer() and "member_key_id == 'erin@example.org'" in asked.query["query"]

@@ -45,7 +45,14 @@ from meterflow.configuration.ids import IDENTIFIER
 from meterflow.portal import queries, tokens
 from meterflow.portal.queries import PAGE_ROWS, Granularity, MetricQuery, NotFound, Zone
 from meterflow.portal.settings import PortalSettings
-from meterflow.portal.signin import Caller, GroupPattern, OidcProvider, SignInRefused, new_sign_in
+from meterflow.portal.signin import (
+    Caller,
+    CloudIdentityGroups,
+    GroupPattern,
+    OidcProvider,
+    SignInRefused,
+    new_sign_in,
+)
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.backend import Warehouse
 from meterflow.warehouse.queries import property_summary
@@ -121,6 +128,11 @@ def create_app(settings: PortalSettings) -> FastAPI:
         else None
     )
     groups = GroupPattern(settings.group_pattern)
+    directory = (
+        CloudIdentityGroups(settings.cloud_identity_url)
+        if settings.groups_from == "cloud-identity"
+        else None
+    )
     redirect_uri = settings.public_url.rstrip("/") + "/auth/callback"
 
     @contextmanager
@@ -135,9 +147,13 @@ def create_app(settings: PortalSettings) -> FastAPI:
     def person(claims: dict) -> Caller:
         with warehouse() as wh:
             known = known_participants(wh)
-        member_of = claims.get(settings.groups_claim) or []
-        if isinstance(member_of, str):
-            member_of = [member_of]
+        if directory is not None:
+            if claims.get("email_verified") is False:
+                raise SignInRefused("your email address is not verified")
+            member_of = directory.groups_of(str(claims.get("email", "")))
+        else:
+            member_of = claims.get(settings.groups_claim) or []
+            member_of = [member_of] if isinstance(member_of, str) else member_of
         return Caller(
             str(claims.get("email") or claims["sub"]), groups.participants(member_of, known)
         )

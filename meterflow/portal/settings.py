@@ -3,6 +3,8 @@ variables and secrets in production)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,6 +20,10 @@ class PortalSettings(BaseSettings):
     oidc_issuer: str | None = None  # e.g. https://accounts.google.com; None: API tokens only
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None
+    # Where a person's groups come from: a claim of the ID token, or (Google Workspace, whose ID
+    # tokens carry none) the Cloud Identity Groups API.
+    groups_from: Literal["claim", "cloud-identity"] = "claim"
     groups_claim: str = "groups"  # the ID token claim that lists the person's groups
+    cloud_identity_url: str = "https://cloudidentity.googleapis.com"
     group_pattern: str = "meterflow-{participant}@example.org"
     session_hours: float = 8.0

@@ -172,6 +172,43 @@ class OidcProvider:
             return self._keys[kid]
 
 
+class CloudIdentityGroups:
+    """A Google Workspace person's groups, from the Cloud Identity Groups API: Google's ID tokens
+    carry none. One searchTransitiveGroups call per sign-in (Workspace Enterprise or Cloud
+    Identity Premium); the portal's service account needs the Groups Reader admin role and
+    signs in with its own credentials (google.auth.default)."""
+
+    LABEL = "cloudidentity.googleapis.com/groups.discussion_forum"
+    SCOPE = "https://www.googleapis.com/auth/cloud-identity.groups.readonly"
+
+    def __init__(self, endpoint: str = "https://cloudidentity.googleapis.com"):
+        self.endpoint = endpoint.rstrip("/")
+        self._session: Any = None
+
+    def groups_of(self, email: str) -> list[str]:
+        if not email or "'" in email or "\\" in email:
+            raise SignInRefused(f"no usable email to look up groups for: {email!r}")
+        if self._session is None:
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+
+            credentials, _ = google.auth.default(scopes=[self.SCOPE])
+            self._session = AuthorizedSession(credentials)
+        url = f"{self.endpoint}/v1/groups/-/memberships:searchTransitiveGroups"
+        query = f"member_key_id == '{email}' && '{self.LABEL}' in labels"
+        groups, page = [], ""
+        while True:
+            params = {"query": query, "pageSize": 1000, **({"pageToken": page} if page else {})}
+            answer = self._session.get(url, params=params, timeout=10)
+            if answer.status_code != 200:
+                raise SignInRefused(f"could not read your groups ({answer.status_code})")
+            body = answer.json()
+            groups += [m["groupKey"]["id"] for m in body.get("memberships", [])]
+            page = body.get("nextPageToken", "")
+            if not page:
+                return groups
+
+
 def new_sign_in() -> tuple[str, str, str]:
     """A sign-in's state, nonce and PKCE verifier."""
     return secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
