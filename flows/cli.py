@@ -728,9 +728,17 @@ if __name__ == "__main__":
 
 def _serve(args) -> int:
     import uvicorn
+    from prefect.settings import get_current_settings
 
-    from meterflow.portal.app import create_app
+    from blocks.storage import open_storage
+    from blocks.warehouse import BLOCKS, open_warehouse
+    from meterflow.common.storage import LocalStorage
+    from meterflow.portal.app import create_app, read_duckdb
     from meterflow.portal.settings import PortalSettings
+
+    def warehouse(spec: str):
+        slug, _, name = spec.partition("/")
+        return open_warehouse(spec) if slug in BLOCKS and name else read_duckdb(spec)
 
     given = {"warehouse": args.warehouse, "data_root": args.data_root}
     overrides = {k: v for k, v in given.items() if v}
@@ -742,7 +750,11 @@ def _serve(args) -> int:
     if not settings.oidc_issuer:
         _note("no METERFLOW_PORTAL_OIDC_ISSUER: sign in with API tokens (meterflow token create)")
     print(f"Meterflow portal on http://{args.host}:{args.port} (API: /docs)")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    # Buckets come from participants' storage blocks when there is a Prefect API to hold them;
+    # the embedded default runs no Prefect server for the portal.
+    storage = open_storage if get_current_settings().api.url else LocalStorage
+    app = create_app(settings, warehouse, storage)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -103,7 +103,25 @@ class WarehouseBusy(MeterflowError):
     """A DuckDB warehouse is locked by a load; the caller should retry shortly."""
 
 
-def create_app(settings: PortalSettings) -> FastAPI:
+def read_duckdb(path: str) -> Warehouse:
+    """A DuckDB file, read-only: a load holds its write lock for seconds, and then the caller
+    gets 503 and retries."""
+    try:
+        return DuckDBWarehouse(path, read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise WarehouseBusy("the warehouse is being loaded; retry in a few seconds") from None
+        raise MeterflowError(f"warehouse {path}: {exc}") from None
+
+
+def create_app(
+    settings: PortalSettings,
+    open_warehouse: Callable[[str], Warehouse] = read_duckdb,
+    open_storage: Callable[[str, str], Storage] = LocalStorage,
+) -> FastAPI:
+    """The app over `settings.warehouse` (opened with `open_warehouse`: `meterflow serve` adds
+    warehouse blocks) and the participants' storage (`open_storage(data_root, participant)`:
+    `meterflow serve` adds storage blocks)."""
     app = FastAPI(
         title="Meterflow participant API",
         version="1",
@@ -348,7 +366,7 @@ def create_app(settings: PortalSettings) -> FastAPI:
         return HTMLResponse(storage.read(key))
 
     def storage_of(participant_id: str) -> Storage:
-        return open_participant_storage(settings.data_root, participant_id)
+        return open_storage(settings.data_root, participant_id)
 
     # -- dashboard -------------------------------------------------------------------------
 
@@ -486,34 +504,6 @@ def quarantined(storage: Storage) -> list[dict]:
             reason = json.loads(storage.read(key))
             found.append({"key": key.removesuffix(".reason.json"), **reason})
     return found
-
-
-def open_warehouse(spec: str) -> Warehouse:
-    """A DuckDB file read-only (a load holds the write lock for seconds: then 503), or a
-    warehouse block for PostgreSQL and BigQuery."""
-    slug, _, name = spec.partition("/")
-    if name and slug.startswith("meterflow-"):
-        from blocks import open_warehouse as open_block
-
-        return open_block(spec)
-    try:
-        return DuckDBWarehouse(spec, read_only=True)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise WarehouseBusy("the warehouse is being loaded; retry in a few seconds") from None
-        raise MeterflowError(f"warehouse {spec}: {exc}") from None
-
-
-def open_participant_storage(data_root: str, participant_id: str) -> Storage:
-    """The participant's storage: its bucket when the Prefect API names a storage block for it,
-    else its local folder (the embedded default runs no Prefect server for the portal)."""
-    from prefect.settings import get_current_settings
-
-    if get_current_settings().api.url:
-        from blocks.storage import open_storage
-
-        return open_storage(data_root, participant_id)
-    return LocalStorage(data_root, participant_id)
 
 
 def summary_window(
