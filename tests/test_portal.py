@@ -360,6 +360,7 @@ def test_malformed_parameters_get_422_naming_the_parameter(portal):
     for bad in (
         {"granularity": "week"}, {"zone": "mars"}, {"start": "yesterday"},
         {"limit": "100000"}, {"offset": "-1"}, {"format": "xlsx"}, {"property_id": "../x"},
+        {"end": "2026-04-01T00:00Z"},
     ):  # fmt: skip
         answer = portal.get("/api/v1/participants/acme/metrics", acme, **{**base, **bad})
         assert answer.status_code == 422, (bad, answer.text)

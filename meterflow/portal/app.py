@@ -27,6 +27,7 @@ import orjson
 import pandas as pd
 import plotly
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -328,7 +329,7 @@ def create_app(
         `limit` rows: the next page starts at `offset + limit`."""
         start, end = _utc(start), _utc(end)
         if end <= start:
-            raise NotFound("end must be after start")
+            raise end_before_start()
         q = MetricQuery(
             data_type, start, end, granularity, zone, property_id, meter_id, limit, offset
         )
@@ -513,13 +514,19 @@ def summary_window(
     if start is not None and end is not None:
         window = HourWindow(floor_hour(_utc(start)), floor_hour(_utc(end)))
         if window.end <= window.start:
-            raise NotFound("end must be after start")
+            raise end_before_start()
         return window
     span = queries.data_span(wh, participant_id)
     if span is None:
         raise NotFound(f"no hours loaded for participant {participant_id} yet")
     first, after = span
     return HourWindow(max(first, after - timedelta(days=SUMMARY_DAYS)), after)
+
+
+def end_before_start() -> RequestValidationError:
+    """422 naming `end`, as FastAPI names any other malformed parameter."""
+    problem = {"type": "value_error", "loc": ["query", "end"], "msg": "end must be after start"}
+    return RequestValidationError([problem])
 
 
 def _utc(moment: datetime) -> datetime:
