@@ -142,7 +142,7 @@ class HourWindow:
     @classmethod
     def parse(cls, start: str | datetime, end: str | datetime) -> HourWindow:
         """From ISO strings or datetimes; naive values are taken as UTC."""
-        return cls(_as_utc(start), _as_utc(end))
+        return cls(as_utc(start), as_utc(end))
 
     def hours(self) -> pd.DatetimeIndex:
         return pd.date_range(self.start, self.end, freq="h", inclusive="left")
@@ -158,7 +158,8 @@ class HourWindow:
         return f"{self.start:%Y-%m-%dT%H}Z..{self.end:%Y-%m-%dT%H}Z"
 
 
-def _as_utc(value: str | datetime) -> datetime:
+def as_utc(value: str | datetime) -> datetime:
+    """An ISO string or a datetime as an aware UTC datetime; naive values are taken as UTC."""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 

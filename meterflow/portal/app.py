@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import parse_qs
@@ -41,7 +41,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from meterflow.common.errors import MeterflowError
 from meterflow.common.storage import LocalStorage, Storage
-from meterflow.common.timeutil import HourWindow, floor_hour
+from meterflow.common.timeutil import HourWindow, as_utc, floor_hour
 from meterflow.configuration.ids import IDENTIFIER
 from meterflow.portal import queries, tokens
 from meterflow.portal.queries import PAGE_ROWS, Granularity, MetricQuery, NotFound, Zone
@@ -327,7 +327,7 @@ def create_app(
         """Values of one data type by hour, day or month (days local or UTC), per property or
         for one property or meter, with hours held, mean coverage and estimated hours. At most
         `limit` rows: the next page starts at `offset + limit`."""
-        start, end = _utc(start), _utc(end)
+        start, end = as_utc(start), as_utc(end)
         if end <= start:
             raise end_before_start()
         q = MetricQuery(
@@ -512,7 +512,7 @@ def summary_window(
 ) -> HourWindow:
     """The hours asked for, or the last SUMMARY_DAYS days the warehouse holds."""
     if start is not None and end is not None:
-        window = HourWindow(floor_hour(_utc(start)), floor_hour(_utc(end)))
+        window = HourWindow(floor_hour(as_utc(start)), floor_hour(as_utc(end)))
         if window.end <= window.start:
             raise end_before_start()
         return window
@@ -527,10 +527,6 @@ def end_before_start() -> RequestValidationError:
     """422 naming `end`, as FastAPI names any other malformed parameter."""
     problem = {"type": "value_error", "loc": ["query", "end"], "msg": "end must be after start"}
     return RequestValidationError([problem])
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _html(text: str) -> str:
