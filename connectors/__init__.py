@@ -19,7 +19,8 @@ from connectors.weather import WeatherConnector
 from meterflow.collection.collect import Connector
 from meterflow.collection.sources import CallBudget, SourceAccess
 from meterflow.common.http import Caller, HttpClient
-from meterflow.configuration.config import Meter
+from meterflow.configuration.config import Meter, Participant
+from meterflow.jobs.health import Thresholds
 
 CONNECTOR_TYPES: dict[str, type] = {
     c.type: c
@@ -68,3 +69,15 @@ def connector_for(
         budget = CallBudget((state_dir or Path(".")) / "solcast-budget.json")
         return SolcastConnector(client, access, budget)
     return WeatherConnector(client, access.base_url)
+
+
+def health_thresholds(participant: Participant) -> dict[str, Thresholds]:
+    """Each meter's latency and silent thresholds: its own, or its connector's defaults."""
+    return {
+        meter.id: Thresholds.of(
+            meter,
+            CONNECTOR_TYPES[meter.connector.type].latency,
+            CONNECTOR_TYPES[meter.connector.type].silent_after,
+        )
+        for meter in participant.meters
+    }

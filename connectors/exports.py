@@ -25,6 +25,10 @@ class FileConnector:
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = True
     settle: ClassVar[timedelta] = timedelta(0)
+    # Meter health defaults (exports arrive about daily): data this far behind is
+    # late, this long without new data silent (an alert); a meter's XML may set its own.
+    latency: ClassVar[timedelta] = timedelta(days=1)
+    silent_after: ClassVar[timedelta] = timedelta(days=3)
     consume: ClassVar[bool] = False
 
     def folder(self, meter: Meter) -> str:

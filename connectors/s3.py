@@ -29,6 +29,10 @@ class S3Connector:
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = True
     settle: ClassVar[timedelta] = timedelta(0)
+    # Meter health defaults (exports arrive about daily): data this far behind is
+    # late, this long without new data silent (an alert); a meter's XML may set its own.
+    latency: ClassVar[timedelta] = timedelta(days=1)
+    silent_after: ClassVar[timedelta] = timedelta(days=3)
 
     def __init__(self, client: Any, caller: Caller):
         self.client, self.caller = client, caller

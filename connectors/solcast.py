@@ -39,6 +39,10 @@ class SolcastConnector:
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = True
     settle: ClassVar[timedelta] = timedelta(0)
+    # Meter health defaults (a site is fetched every REFRESH): data this far behind is
+    # late, this long without new data silent (an alert); a meter's XML may set its own.
+    latency: ClassVar[timedelta] = timedelta(hours=6)
+    silent_after: ClassVar[timedelta] = timedelta(days=1)
 
     def __init__(self, client: HttpClient, access: SourceAccess, budget: CallBudget):
         self.client, self.access, self.budget = client, access, budget

@@ -31,6 +31,10 @@ class WattwatchersConnector:
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = False
     settle: ClassVar[timedelta] = timedelta(hours=6)
+    # Meter health defaults (devices report every 5 minutes): data this far behind is
+    # late, this long without new data silent (an alert); a meter's XML may set its own.
+    latency: ClassVar[timedelta] = timedelta(hours=2)
+    silent_after: ClassVar[timedelta] = timedelta(hours=4)
 
     def __init__(self, client: HttpClient, base_url: str):
         self.client, self.base_url = client, base_url.rstrip("/")

@@ -32,6 +32,10 @@ class WeatherConnector:
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = False
     settle: ClassVar[timedelta] = timedelta(days=7)
+    # Meter health defaults (the ERA5 archive is about 5 days behind): data this far behind is
+    # late, this long without new data silent (an alert); a meter's XML may set its own.
+    latency: ClassVar[timedelta] = timedelta(days=6)
+    silent_after: ClassVar[timedelta] = timedelta(days=10)
 
     def __init__(self, client: HttpClient, base_url: str):
         self.client, self.base_url = client, base_url.rstrip("/")

@@ -83,17 +83,18 @@ class WattwatchersEmulator(Emulator):
         self.now = now
         self.never_data = frozenset(never_data)
         self.gaps = list(gaps)
-        self._hidden: list[tuple[int, int]] = []
+        self._hidden: list[tuple[int, int, frozenset[str] | None]] = []
         self._usage: dict[str, _Usage] = {}
 
     def set_now(self, ts: int | None) -> None:
         with self._lock:
             self.now = ts
 
-    def hide(self, start_ts: int, end_ts: int) -> None:
-        """Withhold records start_ts <= T < end_ts, as a device buffers them during an outage."""
+    def hide(self, start_ts: int, end_ts: int, devices: Collection[str] | None = None) -> None:
+        """Withhold records start_ts <= T < end_ts of `devices` (default: all), as a device
+        buffers them during an outage."""
         with self._lock:
-            self._hidden.append((start_ts, end_ts))
+            self._hidden.append((start_ts, end_ts, None if devices is None else frozenset(devices)))
 
     def release(self) -> None:
         """Serve every hidden record again: the devices have back-filled."""
@@ -169,7 +170,8 @@ class WattwatchersEmulator(Emulator):
         if device in self.never_data:
             return None
         with self._lock:
-            holes = [*self.gaps, *self._hidden]
+            hidden = [(lo, hi) for lo, hi, of in self._hidden if of is None or device in of]
+            holes = [*self.gaps, *hidden]
             now = self.now
         start = max(from_ts, self.first_ts + 1)
         end = to_ts if now is None else min(to_ts, now + 1)

@@ -7,6 +7,8 @@ rewrites; False rebuilds the hours from the raw archive without calling any sour
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prefect import flow, get_run_logger
 
 from blocks.storage import open_storage
@@ -17,6 +19,7 @@ from meterflow.collection.plan import MeterWindow
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, failures
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow, chunks
+from tasks.jobs import track_jobs
 from tasks.participants import validate_participant
 from tasks.warehouse import load_window
 
@@ -57,13 +60,28 @@ def backfill(
         logger.info("resuming: %d of %d chunks already done", total - len(todo), total)
     for chunk in todo:
         planned = [MeterWindow(m, chunk, len(chunk.hours())) for m in meters]
+        started = datetime.now(UTC)
         report = collect_participant(
             data_root, participant, planned, force_override, shard_size, mode, shard_deployment
         )
         failed = failures(report.outcomes)
+        if not failed:
+            load_window(data_root, warehouse, participant, chunk, aggregate=True)
+        # Its intervals' tasks, each a rerun (health and alerts are the dispatch's: they look
+        # forward from the latest hour, a backfill looks back).
+        track_jobs(
+            warehouse,
+            [participant.id],
+            [participant],
+            report.outcomes,
+            started,
+            chunk.end,
+            f"{participant.id}/{chunk}",
+            rerun=True,
+            look_forward=False,
+        )
         if failed:
             raise MeterflowError(f"backfill chunk {chunk} failed:\n" + "\n".join(failed))
-        load_window(data_root, warehouse, participant, chunk, aggregate=True)
         record.mark(chunk)
         logger.info("chunk %s done", chunk)
     return {"chunks": total, "done_now": len(todo), "done_before": total - len(todo)}

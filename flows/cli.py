@@ -196,10 +196,44 @@ def _parser() -> argparse.ArgumentParser:
         default=REPORT_EVERY_HOURS,
         help="render a participant's latest report when it is this old (0: after every load)",
     )
+    dispatch.add_argument(
+        "--notify",
+        help="notification block for alerts of participants whose XML names none "
+        "(e.g. slack-webhook/ops; docs/jobs.md)",
+    )
 
-    jobs = commands.add_parser("jobs", help="list MRV jobs, their last task and records")
+    jobs = commands.add_parser(
+        "jobs", help="list ETL and MRV jobs, their latest task and MRV records"
+    )
     jobs.add_argument("--warehouse", default="data/warehouse.duckdb")
     jobs.add_argument("--participant")
+    jobs.add_argument("--type", choices=("etl", "mrv"))
+    tasks = commands.add_parser("tasks", help="the task history of a meter")
+    tasks.add_argument("--meter", required=True)
+    tasks.add_argument("--from", dest="start", type=hour, required=True)
+    tasks.add_argument("--to", dest="end", type=hour, required=True)
+    tasks.add_argument("--participant")
+    tasks.add_argument("--warehouse", default="data/warehouse.duckdb")
+    status = commands.add_parser(
+        "status", help="every meter's health (ok, late, silent, failing, ...) per participant"
+    )
+    status.add_argument("--participant")
+    status.add_argument("--warehouse", default="data/warehouse.duckdb")
+    alerts = commands.add_parser(
+        "alerts",
+        parents=[prefect_output],
+        help="install the Prefect automations that tell operators when dispatch itself stops",
+    )
+    alerts.add_argument("action", choices=["install"])
+    alerts.add_argument(
+        "--notify", required=True, help="notification block, e.g. slack-webhook/ops"
+    )
+    alerts.add_argument(
+        "--quiet-hours",
+        type=float,
+        default=2.0,
+        help="tell when no dispatch run has finished for this long (default 2)",
+    )
 
     mrv = commands.add_parser(
         "mrv", parents=[prefect_output], help="run the MRV flow for a participant"
@@ -271,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
             "backfill": _backfill,
             "dispatch": _dispatch,
             "jobs": _jobs,
+            "tasks": _tasks,
+            "status": _status,
+            "alerts": _alerts,
             "mrv": _mrv,
             "mrv-resolve": _mrv_resolve,
             "doctor": _doctor,
@@ -573,6 +610,7 @@ def _dispatch(args) -> int:
             participants=args.participants,
             shard_size=args.shard_size,
             report_every_hours=args.report_every_hours,
+            notify=args.notify,
             return_state=True,
         )
     rows = show_dispatch(out, state)
@@ -590,47 +628,17 @@ def _dispatch(args) -> int:
 
 
 def _jobs(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from blocks import open_warehouse
+    from flows.status import jobs_table
+    from meterflow.jobs.store import job_overview
     from meterflow.mrv.run import RESOLVE_HINT, needs_action_line, outcome
-    from meterflow.mrv.store import job_overview, needing_action
+    from meterflow.mrv.store import needing_action
 
     with open_warehouse(args.warehouse) as wh:
-        jobs = job_overview(wh, args.participant)
-        stuck = needing_action(wh, args.participant)
-    table = Table(title=f"MRV jobs in {args.warehouse}")
-    for column in (
-        "participant",
-        "job",
-        "from",
-        "to",
-        "guardian block",
-        "last task",
-        "status",
-        "retries",
-        "submitted",
-        "rejected",
-        "needs action",
-        "other",
-    ):
-        table.add_column(column, no_wrap=True)
-    for j in jobs.itertuples(index=False):
-        table.add_row(
-            j.participant_id,
-            j.job_id,
-            f"{j.start_date:%Y-%m-%d}",
-            f"{j.end_date:%Y-%m-%d}" if j.end_date == j.end_date and j.end_date else "",
-            j.guardian_block,
-            j.last_task_id or "",
-            j.last_task_status or "",
-            *(
-                str(v)
-                for v in (j.last_task_retries, j.submitted, j.rejected, j.needs_action, j.other)
-            ),
-        )
-    Console(width=max(Console().width, 190)).print(table)
+        wh.prepare()
+        jobs = job_overview(wh, args.participant, args.type)
+        stuck = needing_action(wh, args.participant) if args.type != "etl" else []
+    _wide().print(jobs_table(jobs, f"Meter jobs in {args.warehouse}"))
     if stuck:
         print(f"{len(stuck)} MRV records need action:")
         for record, why in stuck:
@@ -638,6 +646,62 @@ def _jobs(args) -> int:
         print(RESOLVE_HINT)
         return 1
     return 0
+
+
+def _tasks(args) -> int:
+    from blocks import open_warehouse
+    from flows.status import tasks_table
+    from meterflow.jobs.store import task_history
+
+    _check_window(args)
+    start, end = _whole_hour(args.start), _whole_hour(args.end)
+    with open_warehouse(args.warehouse) as wh:
+        wh.prepare()
+        tasks = task_history(wh, args.meter, start, end, args.participant)
+    if tasks.empty:
+        _error(f"error: no task of meter {args.meter} between {args.start} and {args.end}")
+        return 1
+    for participant_id, mine in tasks.groupby("participant_id"):
+        title = f"Tasks of {participant_id}/{args.meter}, {start:%Y-%m-%d %H:%M}..{end:%H:%M}"
+        _wide().print(tasks_table(mine, title))
+    return 0
+
+
+def _status(args) -> int:
+    import pandas as pd
+
+    from blocks import open_warehouse
+    from flows.status import health_table
+    from meterflow.jobs import health
+
+    with open_warehouse(args.warehouse) as wh:
+        wh.prepare()
+        found = health.current(wh, args.participant)
+    if found.empty:
+        _error("error: no meter health yet: a dispatch evaluates it (meterflow dispatch)")
+        return 1
+    for participant_id, mine in found.groupby("participant_id"):
+        evaluated = pd.Timestamp(mine["evaluated_utc"].max())
+        _wide().print(
+            health_table(mine, f"{participant_id}: meters as of {evaluated:%Y-%m-%d %H:%M} UTC")
+        )
+    return 1 if found["state"].isin(("silent", "failing")).any() else 0  # for scripts
+
+
+def _alerts(args) -> int:
+    from datetime import timedelta
+
+    from flows.automations import install
+
+    for automation in install(args.notify, timedelta(hours=args.quiet_hours)):
+        print(f"automation {automation.name!r} ({automation.id}): {automation.description}")
+    return 0
+
+
+def _wide():
+    from rich.console import Console
+
+    return Console(width=max(Console().width, 190))
 
 
 def _mrv(args) -> int:

@@ -18,14 +18,20 @@ import pandas as pd
 from rich.table import Table
 
 from blocks import GuardianPolicy, OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
+from connectors import health_thresholds
 from emulators.guardian import GuardianEmulator
 from emulators.openmeteo import OpenMeteoEmulator
 from emulators.solcast import SolcastEmulator
 from emulators.wattwatchers import WattwatchersEmulator
 from flows.dispatch import dispatch
+from flows.status import health_table, jobs_table
 from flows.summary import show_dispatch, wide_console
 from meterflow.common import demo_data
+from meterflow.common.storage import LocalStorage
 from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.participants import read_configuration
+from meterflow.jobs import alerts, health
+from meterflow.jobs.store import job_overview
 from meterflow.portal import tokens
 from meterflow.reporting.schedule import LATEST_KEY
 from meterflow.warehouse import DuckDBWarehouse
@@ -158,6 +164,7 @@ def run_demo(data_root: str = "data") -> int:
         f"Guardian emulator received {len(guardian_documents)} documents in this run "
         "(a rerun sends none)."
     )
+    show_jobs_and_health(console, warehouse_path, data_root, window)
 
     changed = sum(r["hours_new"] for r in rows)
     console.print(
@@ -183,6 +190,35 @@ def run_demo(data_root: str = "data") -> int:
     console.print("See the runs in the Prefect UI:")
     console.print("  make ui   # then open http://127.0.0.1:4200")
     return 0
+
+
+def show_jobs_and_health(console, warehouse: str, data_root: str, window: HourWindow) -> None:
+    """The meter jobs and their latest tasks, every meter's health, and the alerts hourly
+    dispatches over the window would have sent (the demo dispatches it in one run)."""
+    with DuckDBWarehouse(warehouse, read_only=True) as wh:
+        jobs = job_overview(wh)
+        meters = health.current(wh)
+        replays = []
+        for participant_id in meters["participant_id"].unique():
+            participant = read_configuration(LocalStorage(data_root, participant_id))
+            hours = health.reading_hours(wh, participant_id, window.start, window.end)
+            found = health.silences(hours, health_thresholds(participant), window.start, window.end)
+            places = {m.id: m.property_id for m in participant.meters}
+            replays += alerts.replayed(participant_id, places, found)
+    console.print(jobs_table(jobs, "Meter jobs: ETL (collect, standardise, load) and MRV"))
+    console.print(health_table(meters, f"Meter health as of {window.end:%Y-%m-%d %H:%M} UTC"))
+    console.print(
+        "Alerts hourly dispatches would have sent over the window (through the participant's "
+        "<alerts notify=...> block, or dispatch --notify):"
+    )
+    for incident in replays:
+        opened = {**incident, "resolved_utc": None}
+        console.print(f"  {incident['opened_utc']:%Y-%m-%d %H:%M} UTC  {alerts.message(opened)[1]}")
+        if incident["resolved_utc"] is not None:
+            at, (_, body) = incident["resolved_utc"], alerts.message(incident)
+            console.print(f"  {at:%Y-%m-%d %H:%M} UTC  {body}")
+    if not replays:
+        console.print("  none")
 
 
 def demo_tokens(warehouse: str, participant_ids: tuple[str, ...]) -> dict[str, str]:

@@ -28,6 +28,7 @@ from meterflow.common.timeutil import HourWindow, floor_hour
 from meterflow.configuration.config import Participant
 from meterflow.reporting.schedule import REPORT_EVERY_HOURS
 from tasks.collect import collect_participants
+from tasks.jobs import LOAD_FAILED, health_artifact, track_jobs
 from tasks.warehouse import load_changes, report_due, report_window
 
 # Without an explicit window, a dispatch covers the complete hours of the last day.
@@ -72,9 +73,11 @@ def load_participants(
     logger = get_run_logger()
     outcomes: dict[str, list[MeterOutcome]] = {p.id: [] for p in participants}
 
-    def fail(participant_id: str, why: str) -> None:
+    def fail(participant_id: str, why: str, error_type: str = "") -> None:
         logger.error("participant %s: %s", participant_id, why)
-        outcomes[participant_id].append(MeterOutcome(participant_id, "*", status="failed", why=why))
+        outcomes[participant_id].append(
+            MeterOutcome(participant_id, "*", status="failed", why=why, error_type=error_type)
+        )
 
     label = participants[0].id + (f"..{participants[-1].id}" if len(participants) > 1 else "")
     try:
@@ -84,7 +87,9 @@ def load_participants(
     for participant in participants:
         participant_id = participant.id
         if participant_id in unreadable:
-            fail(participant_id, f"warehouse load failed: {unreadable[participant_id]}")
+            fail(
+                participant_id, f"warehouse load failed: {unreadable[participant_id]}", LOAD_FAILED
+            )
             continue
         loaded = spans_of[participant_id]
         try:
@@ -103,7 +108,7 @@ def load_participants(
         except Exception as exc:
             fail(participant_id, f"report failed: {type(exc).__name__}: {exc}")
             continue
-        if not any(meter.jobs for meter in participant.meters):
+        if not any(meter.mrv_jobs for meter in participant.meters):
             continue
         from flows.mrv import mrv  # the MRV modules load only for participants with MRV jobs
 
@@ -165,6 +170,7 @@ def dispatch(
     mode: Mode = "local",
     shard_deployment: str = SHARD_DEPLOYMENT,
     report_every_hours: float | None = REPORT_EVERY_HOURS,
+    notify: str | None = None,
 ) -> list[dict]:
     """Run every participant's collection, load and aggregation for the window.
 
@@ -175,8 +181,12 @@ def dispatch(
     (`mode="local"`), or as runs of `shard_deployment` (`mode="deployments"`) on its work pool.
     A participant's latest report is rendered after a load when it is `report_every_hours` old
     or missing (0: after every load, None: never); `meterflow report` renders one on demand.
+    Then the meters' ETL tasks are recorded, their health evaluated as of the window's end, and
+    alerts sent through each participant's notification block, or `notify` (a block slug such
+    as `slack-webhook/ops`) for those that name none.
     """
     logger = get_run_logger()
+    started = datetime.now(UTC)
     window = resolve_window(start, end, lookback_hours)
     ids = participants or participant_ids(data_root)
     logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
@@ -209,7 +219,7 @@ def dispatch(
         for participant_id, found in loaded.items():
             outcomes_of[participant_id].extend(found)
 
-    started = []
+    started_shards, valid = [], []
     for batch in batches:
         collected = []
         for planned in batch:
@@ -221,7 +231,8 @@ def dispatch(
                 )
             elif planned.report is None:
                 inline = None if len(ids) == 1 else False
-                started.append(
+                valid.append(planned.participant)
+                started_shards.append(
                     start_shards(
                         data_root,
                         planned.participant,
@@ -236,15 +247,25 @@ def dispatch(
             else:
                 outcomes_of[participant_id].extend(planned.report.outcomes)
                 collected.append(planned.participant)
+                valid.append(planned.participant)
         load(collected)
     # Participants collected in shards: merged and loaded together as their shards complete.
-    started_of = {shards_of.participant.id: shards_of for shards_of in started}
+    started_of = {shards_of.participant.id: shards_of for shards_of in started_shards}
     for batch in completed({pid: shards_of.futures for pid, shards_of in started_of.items()}):
         for participant_id in batch:
             outcomes_of[participant_id].extend(started_of[participant_id].finish().outcomes)
         load([started_of[participant_id].participant for participant_id in batch])
     outcomes = [o for found in outcomes_of.values() for o in found]
-    rows = [asdict(o) for o in outcomes]
+    state_of = {}
+    try:
+        tracked = track_jobs(
+            warehouse, ids, valid, outcomes, started, window.end, str(window), notify=notify
+        )
+        state_of = {(h["participant_id"], h["meter_id"]): h["state"] for h in tracked.health}
+        health_artifact(tracked, window)
+    except Exception as exc:  # the data is loaded; the tasks and health wait for the next run
+        outcomes.append(MeterOutcome.failed("*", "jobs and health", exc))
+    rows = [asdict(o) | {"health": state_of.get((o.participant, o.meter), "")} for o in outcomes]
     create_table_artifact(
         key="dispatch-summary",
         table=rows,

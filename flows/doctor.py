@@ -47,8 +47,9 @@ PROTECT = (
 )
 
 
-def needed_blocks(data_root: str) -> tuple[list[tuple[type, str, str]], list[Check]]:
-    """(block type, block name, who needs it) for every participant; unreadable configs."""
+def needed_blocks(data_root: str) -> tuple[list[tuple[str, str, str, str]], list[Check]]:
+    """(block type slug, block name, who needs it, how to make one) for every participant;
+    unreadable configs."""
     needed, problems = [], []
     for participant_id in participant_ids(data_root):
         try:
@@ -59,10 +60,24 @@ def needed_blocks(data_root: str) -> tuple[list[tuple[type, str, str]], list[Che
         for meter in participant.meters:
             block_type = BLOCK_TYPES.get(meter.connector.type)
             if block_type is not None and meter.credentials:
-                needed.append((block_type, meter.credentials, f"{participant_id}/{meter.id}"))
-            for job in meter.jobs:
-                needed.append((GuardianPolicy, job.guardian, f"{participant_id}/{meter.id} MRV"))
+                needed.append(_block(block_type, meter.credentials, f"{participant_id}/{meter.id}"))
+            for job in meter.mrv_jobs:
+                needed.append(
+                    _block(GuardianPolicy, job.guardian, f"{participant_id}/{meter.id} MRV")
+                )
+        if participant.notify:
+            slug, name = participant.notify.split("/")
+            made = "a notification block (Slack, email, webhook, ...) in the UI"
+            needed.append((slug, name, f"{participant_id} alerts", made))
     return needed, problems
+
+
+def _block(block_type: type, name: str, who: str) -> tuple[str, str, str, str]:
+    made = (
+        "prefect block register -m blocks, then create it in the UI or with "
+        f"{block_type.__name__}(...).save({name!r})"
+    )
+    return block_type.get_block_type_slug(), name, who, made
 
 
 def run_checks(data_root: str, warehouse: str, target: str = "local") -> list[Check]:
@@ -89,17 +104,12 @@ def run_checks(data_root: str, warehouse: str, target: str = "local") -> list[Ch
                 checks.append(Check(f"result storage {slug}", False, fix))
         needed, problems = needed_blocks(data_root)
         checks.extend(problems)
-        for block_type, name, who in sorted(set(needed), key=lambda n: (n[1], n[2])):
-            slug = block_type.get_block_type_slug()
+        for slug, name, who, made in sorted(set(needed), key=lambda n: (n[1], n[2])):
             try:
                 client.read_block_document_by_name(name, slug)
                 checks.append(Check(f"block {slug}/{name} ({who})", True))
             except ObjectNotFound:
-                fix = (
-                    f"prefect block register -m blocks, then create it in the UI or with "
-                    f"{block_type.__name__}(...).save({name!r})"
-                )
-                checks.append(Check(f"block {slug}/{name} ({who})", False, fix))
+                checks.append(Check(f"block {slug}/{name} ({who})", False, made))
     checks.extend(storage_checks(data_root))
     try:
         with open_warehouse(warehouse) as wh:

@@ -73,8 +73,10 @@ def tables(warehouse) -> dict:
                 "dim_meter",
                 "fact_meter_hourly",
                 "fact_hourly",
-                "mrv_job",
-                "mrv_task",
+                "meter_job",
+                "meter_task",
+                "meter_health",
+                "alert_incident",
                 "mrv_record",
                 "mrv_transition",
             )

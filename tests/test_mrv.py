@@ -23,10 +23,11 @@ from flows.mrv import mrv
 from meterflow.common.http import Caller
 from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from meterflow.configuration.participant_xml import load_participant
+from meterflow.jobs.store import job_overview
 from meterflow.mrv.document import Policy, public_key, verify_signature
 from meterflow.mrv.guardian import GuardianClient, Unreadable, parse_documents_page
 from meterflow.mrv.run import extract_and_verify, submit_pending
-from meterflow.mrv.store import MrvStore, job_overview, needing_action
+from meterflow.mrv.store import MrvStore, needing_action
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.loads import load_configuration, load_emission_factors, load_meter_hours
 
@@ -154,7 +155,7 @@ def test_rerunning_sends_nothing_the_second_time(guardian, tmp_path):
     assert (touched, sent, posts(guardian)) == ([], [], first)
     assert again == records
     with DuckDBWarehouse(tmp_path / "wh.duckdb") as wh:
-        (job,) = job_overview(wh, "acme").to_dict("records")
+        (job,) = job_overview(wh, "acme", "mrv").to_dict("records")
     assert (job["job_id"], job["submitted"], job["rejected"]) == ("main/mrv-1d-20260401", 30, 0)
     assert job["last_task_id"] == "main/mrv-1d-20260401@2026-04-29T14:00Z"
     assert job["last_task_status"] == "submitted"
@@ -300,7 +301,7 @@ def test_an_unreachable_guardian_loses_nothing_and_the_next_run_finishes(guardia
     ((after, error),) = sent
     assert record.status == after.status == "verified" and "ConnectionError" in error
     with DuckDBWarehouse(path) as wh:
-        (job,) = job_overview(wh, "acme").to_dict("records")
+        (job,) = job_overview(wh, "acme", "mrv").to_dict("records")
     assert job["last_task_retries"] == 1
     with GuardianEmulator(users={"meterflow": PASSWORD}, policies={TAG: POLICY_ID}) as back:
         _, _, (record,) = run(path, acme, policy_for(back))

@@ -537,3 +537,18 @@ def test_google_workspace_people_get_their_groups_from_cloud_identity(
         assert oauth.grants == [PORTAL_ACCOUNT]  # the directory was asked as the portal
         (asked,) = directory.requests
         assert asked.bearer() and "member_key_id == 'erin@example.org'" in asked.query["query"]
+
+
+def test_meter_health_and_jobs_are_the_participants_own(portal):
+    found = portal.get("/api/v1/participants/acme/health", portal.tokens["acme"]).json()
+    held = query(
+        portal,
+        "SELECT meter_id, state FROM meter_health WHERE participant_id = 'acme' ORDER BY meter_id",
+    )
+    assert [(r["meter_id"], r["state"]) for r in found] == list(held.itertuples(index=False))
+    assert len(found) == 13 and {r["participant_id"] for r in found} == {"acme"}
+    jobs = portal.get("/api/v1/participants/acme/jobs", portal.tokens["acme"]).json()
+    assert {j["type"] for j in jobs} == {"etl", "mrv"}
+    assert {j["participant_id"] for j in jobs} == {"acme"}
+    (mrv,) = [j for j in jobs if j["type"] == "mrv"]
+    assert mrv["last_task_stage"] == "submission" and mrv["submitted"] > 0

@@ -4,6 +4,7 @@ factor valid at each hour, configuration history."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime
 
@@ -102,19 +103,36 @@ def test_duckdb_and_postgres_give_identical_results(loaded, postgres, pg_schema)
                 return pd.DataFrame(cursor.fetchall(), columns=names)
 
         compared = 0
-        # API tokens are issued per warehouse (random ids and secrets): none in either here.
-        relations = [r for r in [*TABLES, *(name for name, _ in VIEWS)] if r != "api_token"]
+        # API tokens are issued per warehouse (random ids and secrets): none in either here; the
+        # demo's meters are healthy at its end, so no alert incident either.
+        empty = ("api_token", "alert_incident")
+        relations = [r for r in [*TABLES, *(name for name, _ in VIEWS)] if r not in empty]
         for relation in relations:
             columns = list(duck.query(f"SELECT * FROM {relation} LIMIT 0").columns)
             run_times = ("valid_from", "valid_to", "updated_utc", "at_utc", "confirmation")
             run_times += ("confirmed_utc", "guardian_url")  # the emulator's port differs per run
             run_times += ("run_id", "loaded_utc")  # collection runs are named per run
+            run_times += ("started_utc", "ended_utc")  # when a task ran
+            # (its job, interval, stage, status, retries, errors, hours and coverage are compared)
             columns = [c for c in columns if c not in run_times]
-            left = snapshot(duck.query, relation, columns)
-            right = snapshot(pg_query, relation, columns)
+            left = without_times(snapshot(duck.query, relation, columns))
+            right = without_times(snapshot(pg_query, relation, columns))
             pd.testing.assert_frame_equal(left, right, check_dtype=False, obj=relation)
             compared += len(left) > 0
     assert compared == len(relations)  # every table and view has rows
+
+
+def without_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """A task's errors without when each happened (each run met them at its own time)."""
+    if "errors" in frame.columns:
+        frame["errors"] = frame["errors"].map(
+            lambda e: (
+                json.dumps([{**x, "at": None} for x in json.loads(e)])
+                if isinstance(e, str)
+                else None
+            )
+        )
+    return frame
 
 
 def test_calendar_flags_across_dst_and_easter_in_sydney(loaded):

@@ -49,6 +49,10 @@ class Connector(Protocol):
     # How long after an hour a source may still fill it in (a device back-filling after an
     # outage, a weather archive catching up); after that an incomplete hour is final.
     settle: ClassVar[timedelta]
+    # Meter health (meterflow.jobs.health): how far behind its data normally is, and how long
+    # without new data makes a meter silent.
+    latency: ClassVar[timedelta]
+    silent_after: ClassVar[timedelta]
 
     def fetch(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 
 from meterflow.collection.batch import Days
 from meterflow.collection.catalog import Catalog, read_catalog
@@ -12,6 +13,7 @@ from meterflow.collection.collect import Connector, MeterWindow
 from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HOUR, HourWindow
 from meterflow.configuration.config import Meter, Participant
+from meterflow.jobs.periods import job_span
 
 __all__ = ["MeterWindow", "plan_meters"]
 
@@ -27,6 +29,8 @@ def plan_meters(
 
     A backlog collapses into one contiguous span per meter. Meters whose connector polls (files,
     inboxes) are always planned over the whole window, since new data may arrive for any hour.
+    A meter with ETL jobs is planned only where the window meets them (its files may still
+    hold other hours: they are kept).
     An incomplete hour stays due until it settles (meterflow.collection.catalog); then it is
     final. Each day file is read once for all meters.
     """
@@ -37,7 +41,10 @@ def plan_meters(
     planned = []
     for meter in participant.meters:
         connector = connector_type(meter)
-        due = ~np.isin(hours_ns, days.complete(meter, window.start, window.end))
+        in_jobs = _in_etl_jobs(participant, meter, hours)
+        if not in_jobs.any():
+            continue
+        due = ~np.isin(hours_ns, days.complete(meter, window.start, window.end)) & in_jobs
         state = catalog.meters.get(meter.id)
         if state is not None and state.settled and due.any():
             due &= ~hours.isin(state.settled_hours(window))
@@ -49,3 +56,16 @@ def plan_meters(
             span = HourWindow(first.to_pydatetime(), last.to_pydatetime() + HOUR)
             planned.append(MeterWindow(meter.id, span, pending))
     return planned
+
+
+def _in_etl_jobs(participant: Participant, meter: Meter, hours: pd.DatetimeIndex) -> np.ndarray:
+    """Which hours the meter's ETL jobs cover (all of them for its implicit open-ended job)."""
+    jobs = [job for job in meter.etl_jobs if not job.implicit]
+    if not jobs:
+        return np.ones(len(hours), dtype=bool)
+    zone = participant.property(meter.property_id).timezone
+    covered = np.zeros(len(hours), dtype=bool)
+    for job in jobs:
+        start, end = job_span(job.start, job.end, zone)
+        covered |= (start is None or hours >= start) & (end is None or hours < end)
+    return covered

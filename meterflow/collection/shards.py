@@ -29,11 +29,17 @@ class MeterOutcome:
     files_new: int = 0
     status: str = "ok"
     why: str = ""
+    error_type: str = ""  # the exception's type when it failed, e.g. SourceAuthError
+    start: str = ""  # the meter's window, ISO UTC (empty for a participant or shard line)
+    end: str = ""
 
     @classmethod
     def of(cls, result: CollectResult) -> MeterOutcome:
+        window = {"start": result.window.start.isoformat(), "end": result.window.end.isoformat()}
         if result.error is not None:
-            return cls.failed(result.participant, result.meter, result.error)
+            failed = cls.failed(result.participant, result.meter, result.error)
+            failed.start, failed.end = window["start"], window["end"]
+            return failed
         outcome = cls(
             result.participant,
             result.meter,
@@ -41,6 +47,7 @@ class MeterOutcome:
             hours_cached=result.hours_cached,
             hours_missing=result.hours_missing,
             files_new=result.payloads_new,
+            **window,
         )
         if result.rejected:
             # The row names participant and meter already; each reason names its file.
@@ -55,7 +62,7 @@ class MeterOutcome:
     def failed(cls, participant: str, meter: str, error: BaseException) -> MeterOutcome:
         known = isinstance(error, MeterflowError)
         why = str(error) if known else f"{type(error).__name__}: {error}"
-        return cls(participant, meter, status="failed", why=why)
+        return cls(participant, meter, status="failed", why=why, error_type=type(error).__name__)
 
 
 def failures(outcomes: list[MeterOutcome]) -> list[str]:

@@ -119,6 +119,25 @@ ConnectorSettings = Annotated[
 ]
 
 
+JobInterval = Literal["1h", "1d", "1mo"]
+
+
+class EtlJob(Frozen):
+    """An ETL job of a meter: collect, standardise and load it per `interval` of the property's
+    local time from `start` (a local date) to `end` (exclusive; None: open-ended). `implicit`:
+    the job a meter has when its XML names none, open-ended from its first data."""
+
+    type: Literal["etl"] = "etl"
+    start: date | None = None  # None only for the implicit job: its start is the first data
+    end: date | None = None
+    interval: JobInterval = "1d"
+    implicit: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"etl-{self.interval}" + ("" if self.start is None else f"-{self.start:%Y%m%d}")
+
+
 class MrvJob(Frozen):
     """An MRV job of a meter: records per `interval` of the property's local time from `start`
     (a local date) to `end` (exclusive), submitted to the policy the `guardian` block names."""
@@ -126,7 +145,7 @@ class MrvJob(Frozen):
     type: Literal["mrv"] = "mrv"
     start: date
     end: date | None = None
-    interval: Literal["1h", "1d", "1mo"]
+    interval: JobInterval
     guardian: str
     min_coverage: float = 0.9
     max_estimated: float = 0.1
@@ -138,9 +157,14 @@ class MrvJob(Frozen):
         return f"mrv-{self.interval}-{self.start:%Y%m%d}"
 
 
+MeterJob = Annotated[EtlJob | MrvJob, Field(discriminator="type")]
+IMPLICIT_ETL_JOB = EtlJob(implicit=True)
+
 # Plausibility overrides: left out of a meter's fingerprint while unset, so that meters
 # configured before they existed keep their fingerprint.
 BOUNDS = ("rated_kw", "bidirectional", "min_value", "max_value")
+# Settings that do not change how a meter's hours are made: never in its fingerprint.
+NOT_HOW_READ = {"jobs", "latency_hours", "silent_after_hours"}
 
 
 class Meter(Frozen):
@@ -152,13 +176,25 @@ class Meter(Frozen):
     credentials: str | None = None
     device_id: str | None = None
     role: Literal["main", "submeter"] = "main"
-    jobs: tuple[MrvJob, ...] = ()
+    jobs: tuple[MeterJob, ...] = ()
     # Plausibility overrides (meterflow.standardisation.plausibility): energy types take a rated
     # maximum and a bidirectional flag, the others a range in their standard unit.
     rated_kw: float | None = None
     bidirectional: bool | None = None
     min_value: float | None = None
     max_value: float | None = None
+    # Meter health (meterflow.jobs.health): None takes its connector's defaults.
+    latency_hours: float | None = None
+    silent_after_hours: float | None = None
+
+    @property
+    def mrv_jobs(self) -> list[MrvJob]:
+        return [job for job in self.jobs if job.type == "mrv"]
+
+    @property
+    def etl_jobs(self) -> list[EtlJob]:
+        """Its ETL jobs as configured, or the implicit open-ended one."""
+        return [job for job in self.jobs if job.type == "etl"] or [IMPLICIT_ETL_JOB]
 
     @property
     def exports(self) -> bool:
@@ -175,10 +211,10 @@ class Meter(Frozen):
 
     @cached_property
     def fingerprint(self) -> str:
-        """Hash of how the meter is read: changes exactly when its settings change (its MRV jobs
-        do not change how its hours are made, so they are left out)."""
+        """Hash of how the meter is read: changes exactly when its settings change (its jobs and
+        health thresholds do not change how its hours are made, so they are left out)."""
         unset = {name for name in BOUNDS if getattr(self, name) is None}  # as before they were
-        settings = self.model_dump_json(exclude={"jobs", *unset})
+        settings = self.model_dump_json(exclude={*NOT_HOW_READ, *unset})
         return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
@@ -201,6 +237,8 @@ class Participant(Frozen):
     aggregation: dict[str, AggregationMethod] = Field(default_factory=dict)
     mrv_enabled: bool = False
     mrv_settings: dict[str, str] = Field(default_factory=dict)
+    # The notification block (`type-slug/name`) its alerts go to; None: the platform's.
+    notify: str | None = None
 
     @property
     def meters(self) -> list[Meter]:

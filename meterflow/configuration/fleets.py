@@ -8,7 +8,7 @@ PARTICIPANT = """<participant id="{pid}" name="{name}">
     <property id="{site}" name="Site" timezone="Australia/Sydney" country="AU" floorArea="{area}">
 {meters}
     </property>
-  </properties>
+  </properties>{alerts}
 </participant>"""
 CSV_METER = """      <meter id="{id}" dataType="energy">
         <csv path="exports/{id}/" kind="interval" unit="kWh" intervalMinutes="{minutes}"/>
@@ -19,10 +19,19 @@ WATTWATCHERS_METER = """      <meter id="{id}" dataType="energy" credentials="{b
       </meter>"""
 
 
-def participant_xml(pid: str, meters: list[str], site: str = "site", area: int = 1000) -> bytes:
-    """A participant whose one property holds `meters` (XML elements from the functions below)."""
+def participant_xml(
+    pid: str, meters: list[str], site: str = "site", area: int = 1000, notify: str | None = None
+) -> bytes:
+    """A participant whose one property holds `meters` (XML elements from the functions below),
+    its alerts sent through the notification block `notify` if given."""
+    alerts = f'\n  <alerts notify="{notify}"/>' if notify else ""
     xml = PARTICIPANT.format(
-        pid=pid, name=f"Fleet {pid}", site=site, area=area, meters="\n".join(meters)
+        pid=pid,
+        name=f"Fleet {pid}",
+        site=site,
+        area=area,
+        meters="\n".join(meters),
+        alerts=alerts,
     )
     return xml.encode()
 

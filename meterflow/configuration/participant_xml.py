@@ -23,7 +23,9 @@ from meterflow.configuration.config import (
     WEATHER_VARIABLES,
     CsvFormat,
     CsvSettings,
+    EtlJob,
     Meter,
+    MeterJob,
     MrvJob,
     Nem12Format,
     Nem12Settings,
@@ -181,6 +183,7 @@ def _build(root: etree._Element, name: str) -> Participant:
         mrv_settings={}
         if mrv is None
         else {s.get("name"): s.get("value") for s in mrv.iterfind("setting")},
+        notify=root.find("alerts").get("notify") if root.find("alerts") is not None else None,
     )
 
 
@@ -252,7 +255,11 @@ def _meter(el: etree._Element, property_id: str, check) -> Meter:
         credentials=credentials,
         device_id=el.get("deviceId"),
         role=el.get("role", "main"),
-        jobs=tuple(_job(job_el, data_type, require) for job_el in job_els),
+        jobs=_jobs(job_els, data_type, require),
+        latency_hours=float(el.get("latencyHours")) if el.get("latencyHours") else None,
+        silent_after_hours=float(el.get("silentAfterHours"))
+        if el.get("silentAfterHours")
+        else None,
         **bounds,
     )
 
@@ -283,13 +290,49 @@ def _bounds(el: etree._Element, data_type: str, require) -> dict:
     return bounds
 
 
-def _job(el: etree._Element, data_type: str, require) -> MrvJob:
+def _jobs(elements: list[etree._Element], data_type: str, require) -> tuple[MeterJob, ...]:
+    """The meter's jobs; two of one type must not cover the same day (named by line)."""
+    jobs = [
+        (_etl_job if el.get("type") == "etl" else _mrv_job)(el, data_type, require)
+        for el in elements
+    ]
+    for i, (el, job) in enumerate(zip(elements, jobs, strict=True)):
+        for other_el, other in zip(elements[:i], jobs[:i], strict=True):
+            overlap = (
+                job.type == other.type
+                and (other.end is None or job.start < other.end)
+                and (job.end is None or other.start < job.end)
+            )
+            require(
+                not overlap,
+                el,
+                f"this {job.type} job overlaps the one on line {other_el.sourceline} "
+                "(jobs of one type on a meter must not overlap)",
+            )
+    return tuple(jobs)
+
+
+def _etl_job(el: etree._Element, data_type: str, require) -> EtlJob:
     a = el.attrib
+    job = EtlJob(
+        start=date.fromisoformat(a["start"]),
+        end=date.fromisoformat(a["end"]) if "end" in a else None,
+        interval=a["interval"],
+    )
+    require(job.end is None or job.end > job.start, el, "an ETL job must end after it starts")
+    mrv_only = [name for name in a if name == "guardian" or name.startswith("mrv_")]
+    require(not mrv_only, el, f"{', '.join(mrv_only)} only apply to an MRV job")
+    return job
+
+
+def _mrv_job(el: etree._Element, data_type: str, require) -> MrvJob:
+    a = el.attrib
+    require("guardian" in a, el, "an MRV job needs guardian (the Guardian policy block)")
     job = MrvJob(
         start=date.fromisoformat(a["start"]),
         end=date.fromisoformat(a["end"]) if "end" in a else None,
         interval=a["interval"],
-        guardian=a["guardian"],
+        guardian=a.get("guardian", ""),
         min_coverage=float(a.get("mrv_minCoverage", 0.9)),
         max_estimated=float(a.get("mrv_maxEstimated", 0.1)),
         rated_kw=float(a["mrv_ratedKw"]) if "mrv_ratedKw" in a else None,

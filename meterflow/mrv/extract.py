@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from meterflow.common.timeutil import parse_zone, warehouse_time
 from meterflow.configuration.config import Meter, Participant
-from meterflow.mrv.periods import Period
+from meterflow.jobs.periods import Period
 from meterflow.warehouse.backend import Warehouse
 
 

@@ -12,10 +12,11 @@ from datetime import datetime
 
 from meterflow.common.errors import MeterflowError
 from meterflow.configuration.config import Participant
+from meterflow.jobs.periods import due_periods
+from meterflow.jobs.store import job_id, sync_jobs
 from meterflow.mrv.extract import Extraction, extract, record_id
 from meterflow.mrv.guardian import GuardianClient
-from meterflow.mrv.periods import due_periods
-from meterflow.mrv.store import UNSETTLED, MrvStore, Record, job_id, needing_action
+from meterflow.mrv.store import UNSETTLED, MrvStore, Record, needing_action
 from meterflow.mrv.submit import submit
 from meterflow.mrv.verify import verify
 from meterflow.warehouse.backend import Warehouse
@@ -76,10 +77,10 @@ def extract_and_verify(
     """New records or revisions for intervals ended by `until` (and ending after `since`, the
     start of what changed) whose figures are new or changed; unchanged ones are left alone."""
     touched = []
+    sync_jobs(wh, participant)
     for meter in participant.meters:
         zone = participant.property(meter.property_id).timezone
-        for job in meter.jobs:
-            store.sync_job(participant, meter, job)
+        for job in meter.mrv_jobs:
             device = meter.device_id or meter.id
             for period in due_periods(job, zone, until):
                 if since is not None and period.end <= since:
@@ -120,9 +121,7 @@ def extract_and_verify(
                     now,
                     reasons="; ".join(reasons) or None,
                 )
-                store.record_task(
-                    participant.id, record.job_id, period, record.status, rid, now=now
-                )
+                store.record_task(participant, record, now=now)
                 touched.append(record)
     return touched
 
@@ -138,25 +137,16 @@ def submit_pending(
     A Guardian that cannot be reached leaves the record where it was, with the error on its task.
     """
     guardian_of = {
-        job_id(meter, job): job.guardian for meter in participant.meters for job in meter.jobs
+        job_id(meter, job): job.guardian for meter in participant.meters for job in meter.mrv_jobs
     }
     done = []
     for record in store.records(participant.id, ("verified", "submitting")):
         try:
-            after = submit(store, client_for(guardian_of[record.job_id]), record)
-            error = ""
+            after, error = submit(store, client_for(guardian_of[record.job_id]), record), None
         except MeterflowError as exc:
-            after, error = store.latest(record.record_id), str(exc)
-        store.record_task(
-            participant.id,
-            record.job_id,
-            record.period,
-            after.status,
-            record.record_id,
-            error=error or None,
-            now=now,
-        )
-        done.append((after, error))
+            after, error = store.latest(record.record_id), exc
+        store.record_task(participant, after, error, now)
+        done.append((after, str(error or "")))
     return done
 
 

@@ -1,4 +1,5 @@
-"""MRV jobs, tasks, records and transitions in the warehouse database (DuckDB or PostgreSQL).
+"""MRV records and transitions in the warehouse database (DuckDB or PostgreSQL); the tasks of
+MRV jobs are kept with every meter job's (meterflow.jobs.store).
 
 A record's status changes only through `move`, which checks the current status and writes the new
 status and its transition (time and reason) in one transaction: a crash leaves either the old
@@ -7,7 +8,6 @@ state or the new one, never a status without its reason.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -15,9 +15,10 @@ import pandas as pd
 
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import warehouse_time
-from meterflow.configuration.config import Meter, MrvJob, Participant
+from meterflow.configuration.config import Participant
+from meterflow.jobs.periods import Period
+from meterflow.jobs.store import record_tasks, task_id
 from meterflow.mrv.extract import Extraction
-from meterflow.mrv.periods import Period
 from meterflow.warehouse.backend import SqlWarehouse, Warehouse
 
 # Which status may follow which. `needs_review` and `rejected` wait for a person (or a new
@@ -34,6 +35,13 @@ ALLOWED = {
 NEEDS_ACTION = ("failed", "needs_review")
 # Statuses whose document may be at Guardian unknown to us: no new revision supersedes them.
 UNSETTLED = ("submitting", "needs_review")
+# The stage of its job's task a record in each status has reached.
+STAGE_OF = {
+    "extracted": "extraction",
+    "verified": "verification",
+    "rejected": "verification",
+    **dict.fromkeys(("submitting", "submitted", "failed", "needs_review"), "submission"),
+}
 
 
 class TransitionRefused(MeterflowError):
@@ -80,81 +88,41 @@ class MrvStore:
     def _t(self, name: str) -> str:
         return self.wh.table(name)
 
-    def sync_job(self, participant: Participant, meter: Meter, job: MrvJob) -> None:
-        """The job as configured; its last task is kept."""
-        settings = job.model_dump(mode="json", exclude={"type", "start", "end", "interval"})
-        self.wh.upsert(
-            "mrv_job",
-            pd.DataFrame(
-                [
-                    {
-                        "participant_id": participant.id,
-                        "job_id": job_id(meter, job),
-                        "meter_id": meter.id,
-                        "device_id": meter.device_id,
-                        "type": job.type,
-                        "start_date": job.start,
-                        "end_date": job.end,
-                        "interval": job.interval,
-                        "guardian_block": job.guardian,
-                        "settings": json.dumps(settings, sort_keys=True),
-                        "last_task_id": self._last_task(participant.id, job_id(meter, job)),
-                    }
-                ]
-            ),
-        )
-
-    def _last_task(self, participant_id: str, job: str) -> str | None:
-        rows = self.wh.query(
-            f"SELECT last_task_id FROM {self._t('mrv_job')} "
-            "WHERE participant_id = ? AND job_id = ?",
-            [participant_id, job],
-        )
-        return rows["last_task_id"].iloc[0] if len(rows) else None
-
     def record_task(
         self,
-        participant_id: str,
-        job: str,
-        period: Period,
-        status: str,
-        record_id: str | None,
-        error: str | None = None,
+        participant: Participant,
+        record: Record,
+        error: BaseException | None = None,
         now: datetime | None = None,
     ) -> None:
-        """The job's task for one interval: status, retries so far and the errors it met."""
-        task_id = f"{job}@{period.start:%Y-%m-%dT%H:%MZ}"
+        """The task of the record's job interval: the stage its record reached (its status), and
+        the error this run met, if any (meterflow.jobs.store)."""
         now = now or datetime.now(UTC)
-        old = self.wh.query(
-            f"SELECT errors FROM {self._t('mrv_task')} WHERE task_id = ?",
-            [task_id],
-        )
-        errors = json.loads(old["errors"].iloc[0]) if len(old) and old["errors"].iloc[0] else []
-        if error:
-            errors.append({"at": now.isoformat(), "error": error})
-        retries = len(errors)  # each error is a failed attempt the next run retries
-        with self.wh.transaction():
-            self.wh.execute(f"DELETE FROM {self._t('mrv_task')} WHERE task_id = ?", [task_id])
-            self.wh.execute(
-                f"INSERT INTO {self._t('mrv_task')} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    task_id,
-                    participant_id,
-                    job,
-                    "mrv",
-                    warehouse_time(period.start),
-                    status,
-                    retries,
-                    json.dumps(errors) if errors else None,
-                    record_id,
-                    warehouse_time(now),
-                ],
-            )
-            self.wh.execute(
-                f"UPDATE {self._t('mrv_job')} SET last_task_id = ? "
-                "WHERE participant_id = ? AND job_id = ?",
-                [task_id, participant_id, job],
-            )
+        x = record.extraction
+        stage = STAGE_OF[record.status]
+        execution = {
+            "task_id": task_id(record.job_id, record.period.start),
+            "participant_id": participant.id,
+            "job_id": record.job_id,
+            "meter_id": record.meter_id,
+            "type": "mrv",
+            "interval_start_utc": warehouse_time(record.period.start),
+            "interval_end_utc": warehouse_time(record.period.end),
+            "stage": stage,
+            "status": record.status,
+            "error": None
+            if error is None
+            else {"stage": stage, "type": type(error).__name__, "message": str(error)},
+            "started_utc": warehouse_time(now),
+            "ended_utc": warehouse_time(now),
+            "hours_produced": x.hours_complete,
+            "coverage": x.coverage,
+            "record_id": record.record_id,
+            "rerun": False,
+            "found_new": True,
+        }
+        meter = participant.meter(record.meter_id)
+        record_tasks(self.wh, participant, pd.DataFrame([execution]), [meter])
 
     def latest(self, record_id: str) -> Record | None:
         rows = self.wh.query(
@@ -348,10 +316,6 @@ def needing_action(wh: Warehouse, participant_id: str | None = None) -> list[tup
     return [(_record(row), row["last_reason"]) for _, row in rows.iterrows()]
 
 
-def job_id(meter: Meter, job: MrvJob) -> str:
-    return f"{meter.id}/{job.id}"
-
-
 def _utc(value) -> datetime:
     return pd.Timestamp(value).tz_localize("UTC").to_pydatetime()
 
@@ -383,29 +347,4 @@ def _record(row) -> Record:
         reasons=optional("reasons"),
         document_id=optional("document_id"),
         confirmation=optional("confirmation"),
-    )
-
-
-def job_overview(wh: Warehouse, participant_id: str | None = None) -> pd.DataFrame:
-    """Every MRV job with its last task and how many of its records are in each status."""
-    t = wh.table
-    waiting = ", ".join(f"'{status}'" for status in NEEDS_ACTION)
-    return wh.query(
-        f"""SELECT j.participant_id, j.job_id, j.type, j.interval, j.start_date, j.end_date,
-               j.guardian_block, j.last_task_id, k.status AS last_task_status,
-               k.retry_count AS last_task_retries,
-               count(r.record_id) FILTER (WHERE r.status = 'submitted') AS submitted,
-               count(r.record_id) FILTER (WHERE r.status = 'rejected') AS rejected,
-               count(r.record_id) FILTER (WHERE r.status IN ({waiting})) AS needs_action,
-               count(r.record_id) FILTER (WHERE r.status NOT IN
-                   ('submitted', 'rejected', {waiting})) AS other
-        FROM {t("mrv_job")} j
-        LEFT JOIN {t("mrv_task")} k ON k.task_id = j.last_task_id
-        LEFT JOIN {t("mrv_record")} r ON r.participant_id = j.participant_id
-             AND r.job_id = j.job_id
-             AND r.revision = (SELECT max(q.revision) FROM {t("mrv_record")} q
-                               WHERE q.record_id = r.record_id)
-        WHERE ? IS NULL OR j.participant_id = ?
-        GROUP BY ALL ORDER BY j.participant_id, j.job_id""",
-        [participant_id, participant_id],
     )

@@ -43,6 +43,8 @@ from meterflow.common.errors import MeterflowError
 from meterflow.common.storage import LocalStorage, Storage
 from meterflow.common.timeutil import HourWindow, as_utc, floor_hour
 from meterflow.configuration.ids import IDENTIFIER
+from meterflow.jobs import health
+from meterflow.jobs.store import job_overview
 from meterflow.portal import queries, tokens
 from meterflow.portal.queries import PAGE_ROWS, Granularity, MetricQuery, NotFound, Zone
 from meterflow.portal.settings import PortalSettings
@@ -89,6 +91,17 @@ TABLES = [
         "energy-per-occupant",
         queries.energy_per_occupant,
         "kWh per mean office-hours occupant, per property and local day.",
+    ),
+    (
+        "health",
+        health.current,
+        "Each meter's health as of the latest dispatch: ok, late, silent, failing, quarantined "
+        "or deferred, since when, its last hour of data and last error.",
+    ),
+    (
+        "jobs",
+        job_overview,
+        "Each meter job (etl, mrv): its intervals and latest task's stage, status and retries.",
     ),
 ]
 SUMMARY_DAYS = 30  # the dashboard's default span: the last days the warehouse holds

@@ -130,8 +130,11 @@ class Warehouse(ABC):
         marker = self.table("meterflow_schema")
         self.execute(f"CREATE TABLE IF NOT EXISTS {marker} (version {TYPES[self.dialect]['text']})")
         if version not in set(self.query(f"SELECT version FROM {marker}")["version"]):
+            from meterflow.warehouse.legacy import migrate  # it needs the MRV and job modules
+
             for statement in statements:
                 self.execute(statement)
+            migrate(self)
             self.execute(f"DELETE FROM {marker} WHERE TRUE")
             self.execute(f"INSERT INTO {marker} VALUES (?)", [version])
         self._prepared = True

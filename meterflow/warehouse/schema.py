@@ -106,20 +106,36 @@ TABLES = {
             ("participant_id", "run_id"),
             "participant_id text", "run_id text", "loaded_utc ts",
         ),
-        # MRV: jobs per meter, a task per job interval, records (revisions) and every transition.
+        # Meter jobs (etl, mrv) and a task per job interval: its stage, status, retries, errors.
         _table(
-            "mrv_job",
+            "meter_job",
             ("participant_id", "job_id"),
             "participant_id text", "job_id text", "meter_id text", "device_id text?",
-            "type text", "start_date date", "end_date date?", "interval text",
-            "guardian_block text", "settings text", "last_task_id text?",
+            "type text", "start_date date?", "end_date date?", "frequency text",
+            "implicit bool", "settings text", "last_task_id text?",
         ),
         _table(
-            "mrv_task",
+            "meter_task",
             ("task_id",),
-            "task_id text", "participant_id text", "job_id text", "type text",
-            "period_start_utc ts", "status text", "retry_count int", "errors text?",
-            "record_id text?", "updated_utc ts",
+            "task_id text", "participant_id text", "job_id text", "meter_id text", "type text",
+            "interval_start_utc ts", "interval_end_utc ts", "stage text", "status text",
+            "retry_count int", "errors text?", "started_utc ts", "ended_utc ts",
+            "hours_produced int?", "coverage float?", "record_id text?",
+        ),
+        # Each meter's health as of the latest dispatch, and the alerts it raised.
+        _table(
+            "meter_health",
+            ("participant_id", "meter_id"),
+            "participant_id text", "meter_id text", "property_id text", "state text",
+            "since_utc ts?", "last_data_utc ts?", "failed_runs int", "last_error text?",
+            "first_seen_utc ts", "evaluated_utc ts",
+        ),
+        _table(
+            "alert_incident",
+            ("incident_id",),
+            "incident_id text", "participant_id text", "kind text", "subject text",
+            "property_id text?", "since_utc ts", "opened_utc ts", "resolved_utc ts?",
+            "last_error text?", "notify text?", "opened_sent_utc ts?", "resolved_sent_utc ts?",
         ),
         _table(
             "mrv_record",
