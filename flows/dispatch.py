@@ -26,9 +26,10 @@ from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failur
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow, floor_hour
 from meterflow.configuration.config import Participant
+from meterflow.jobs.track import LOAD_FAILED
 from meterflow.reporting.schedule import REPORT_EVERY_HOURS
 from tasks.collect import collect_participants
-from tasks.jobs import LOAD_FAILED, health_artifact, track_jobs
+from tasks.jobs import health_artifact, track_jobs
 from tasks.warehouse import load_changes, report_due, report_window
 
 # Without an explicit window, a dispatch covers the complete hours of the last day.
@@ -259,7 +260,14 @@ def dispatch(
     state_of = {}
     try:
         tracked = track_jobs(
-            warehouse, ids, valid, outcomes, started, window.end, str(window), notify=notify
+            warehouse,
+            ids,
+            quote(valid),  # not walked by Prefect for futures: thousands of meters
+            quote(outcomes),
+            started,
+            window.end,
+            str(window),
+            notify=notify,
         )
         state_of = {(h["participant_id"], h["meter_id"]): h["state"] for h in tracked.health}
         health_artifact(tracked, window)

@@ -3,7 +3,6 @@ task run for every participant of the dispatch)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -17,22 +16,9 @@ from blocks import open_warehouse
 from connectors import health_thresholds
 from meterflow.collection.shards import MeterOutcome
 from meterflow.configuration.config import Participant
-from meterflow.jobs import alerts, health
-from meterflow.jobs.etl import etl_executions, with_hours
-from meterflow.jobs.store import last_error, record_tasks
-from meterflow.mrv.store import needing_action
-from meterflow.warehouse.backend import SqlWarehouse
-
-# Outcome types that say what went wrong with a whole participant.
-LOAD_FAILED, CONFIG_INVALID = "LoadError", "ConfigError"
-
-
-@dataclass
-class Tracked:
-    """What `track_jobs` found: every meter's health and the incidents opened or resolved."""
-
-    health: list[dict] = field(default_factory=list)
-    incidents: list[dict] = field(default_factory=list)
+from meterflow.jobs import alerts
+from meterflow.jobs.store import last_error
+from meterflow.jobs.track import Tracked, track
 
 
 @task(task_run_name="jobs/{label}")
@@ -54,63 +40,22 @@ def track_jobs(
     than the last one evaluated, or a backfill (`look_forward=False`, `rerun=True`), records
     tasks only: health and alerts look forward."""
     logger = get_run_logger()
-    tracked = Tracked()
-    conditions: list[alerts.Condition] = []
-    scope: set[tuple[str, str]] = set()
-    ended = datetime.now(UTC)
     with open_warehouse(warehouse) as wh:
         wh.prepare()
-        for participant in participants:
-            mine = [o for o in outcomes if o.participant == participant.id]
-            load_error = next(
-                (o.why for o in mine if o.meter == "*" and o.error_type == LOAD_FAILED), None
-            )
-            executions = etl_executions(participant, mine, load_error, started, ended, rerun)
-            written = record_tasks(wh, participant, with_hours(wh, executions, as_of))
-            before = health.previous(wh, participant.id)
-            last = max((row["evaluated_utc"] for row in before.values()), default=None)
-            if not look_forward or (last is not None and pd.Timestamp(last) > _naive(as_of)):
-                continue
-            found = health.evaluate(
-                participant,
-                health_thresholds(participant),
-                health.last_data(wh, participant.id, as_of),
-                _runs(written),
-                before,
-                as_of,
-            )
-            wh.upsert("meter_health", found)
-            tracked.health += found.to_dict("records")
-            conditions += alerts.meter_conditions(found)
-            scope |= {(participant.id, kind) for kind in alerts.METER_KINDS.values()}
-            if isinstance(wh, SqlWarehouse) and any(m.mrv_jobs for m in participant.meters):
-                waiting = needing_action(wh, participant.id)
-                scope.add((participant.id, "mrv_review"))
-                if waiting:
-                    ids = ", ".join(record.record_id for record, _ in waiting)
-                    conditions.append(
-                        alerts.Condition(
-                            participant.id,
-                            "mrv_review",
-                            "mrv",
-                            _naive(as_of),
-                            last_error=f"{len(waiting)} records: {ids}",
-                        )
-                    )
-        for participant_id in participant_ids if look_forward else []:
-            scope.add((participant_id, "config_invalid"))
-        conditions += [
-            alerts.Condition(
-                o.participant, "config_invalid", "configuration", _naive(as_of), last_error=o.why
-            )
-            for o in outcomes
-            if look_forward and o.meter == "*" and o.error_type == CONFIG_INVALID
-        ]
-        notify_of = {p: notify for p in participant_ids} | {
-            p.id: p.notify or notify for p in participants
-        }
-        changed = alerts.reconcile(wh, conditions, scope, notify_of, as_of)
-        tracked.incidents = changed.to_dict("records")
+        tracked = track(
+            wh,
+            participant_ids,
+            participants,
+            outcomes,
+            health_thresholds,
+            started,
+            datetime.now(UTC),
+            as_of,
+            rerun,
+            notify,
+            look_forward,
+        )
+        tasks_artifact(tracked.tasks, label)
         for incident in tracked.incidents:
             _emit(incident)
             subject, body = alerts.message(incident)
@@ -126,19 +71,6 @@ def track_jobs(
             alerts.mark_sent(wh, incident, datetime.now(UTC))
             logger.info("alert sent through %s: %s", incident["notify"], subject)
     return tracked
-
-
-def _runs(written: pd.DataFrame) -> dict[str, tuple[str, str | None]]:
-    """Per meter, this run's worst task status and its error."""
-    if written.empty:
-        return {}
-    worst = {"failed": 0, "quarantined": 1, "deferred": 2, "done": 3}
-    etl = written[written["type"] == "etl"].assign(rank=written["status"].map(worst))
-    runs = {}
-    for row in etl.sort_values("rank").drop_duplicates("meter_id").itertuples(index=False):
-        error = last_error(row.errors) if row.status == "failed" else None
-        runs[row.meter_id] = (row.status, error)
-    return runs
 
 
 def _send(slug: str, subject: str, body: str) -> None:
@@ -166,8 +98,36 @@ def _emit(incident: dict) -> None:
     )
 
 
-def _naive(moment: datetime) -> pd.Timestamp:
-    return pd.Timestamp(moment).tz_convert("UTC").tz_localize(None)
+TASK_ROWS = 1000  # the tasks artifact lists the problems first, then as many others as fit
+
+
+def tasks_artifact(tasks: pd.DataFrame, label: str) -> None:
+    """The meter tasks a run wrote (or updated): failed, quarantined, deferred first."""
+    if tasks.empty:
+        return
+    order = tasks["status"].map({"failed": 0, "quarantined": 1, "deferred": 2}).fillna(3)
+    shown = tasks.assign(order=order).sort_values(["order", "task_id"]).head(TASK_ROWS)
+    rows = [
+        {
+            "participant": t.participant_id,
+            "task": t.task_id,
+            "stage": t.stage,
+            "status": t.status,
+            "retries": int(t.retry_count),
+            "hours": "" if pd.isna(t.hours_produced) else int(t.hours_produced),
+            "last error": last_error(t.errors) or "",
+        }
+        for t in shown.itertuples(index=False)
+    ]
+    counts = tasks["status"].value_counts()
+    more = f"; the first {TASK_ROWS} shown (meterflow tasks)" if len(tasks) > TASK_ROWS else ""
+    create_table_artifact(
+        key="meter-tasks",
+        table=rows,
+        description=f"{label}: {len(tasks)} meter tasks written ("
+        + ", ".join(f"{n} {status}" for status, n in counts.items())
+        + f"){more}",
+    )
 
 
 def health_artifact(tracked: Tracked, window) -> None:

@@ -28,9 +28,7 @@ from meterflow.common.storage import LocalStorage
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.participant_xml import load_participant
 from meterflow.hours.hourly_store import DAY_SCHEMA, day_key, empty_day, upsert_day
-from meterflow.jobs import health
-from meterflow.jobs.etl import etl_executions, with_hours
-from meterflow.jobs.store import record_tasks
+from meterflow.jobs.track import track
 from meterflow.reporting import report
 from meterflow.standardisation.units import STANDARD_UNIT
 from meterflow.warehouse import DuckDBWarehouse
@@ -240,11 +238,8 @@ def load_the_same_rows(wh) -> None:
     # the meters' ETL tasks and health, as a dispatch records them
     window = {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()}
     outcomes = [MeterOutcome(participant.id, meter, **window) for meter in by_meter]
-    executions = etl_executions(participant, outcomes, None, CONFIGURED, CONFIGURED)
-    record_tasks(wh, participant, with_hours(wh, executions, WINDOW.end))
-    last = health.last_data(wh, participant.id, WINDOW.end)
-    thresholds = health_thresholds(participant)
-    wh.upsert("meter_health", health.evaluate(participant, thresholds, last, {}, {}, WINDOW.end))
+    ids = [participant.id]
+    track(wh, ids, [participant], outcomes, health_thresholds, CONFIGURED, CONFIGURED, WINDOW.end)
 
 
 @pytest.fixture(scope="module")

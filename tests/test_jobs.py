@@ -149,13 +149,14 @@ def fleet(prefect_server, tmp_path):
         yield ww, receiver, tmp_path
 
 
-def dispatch_until(tmp_path, end: datetime, hours: int = 24):
+def dispatch_until(tmp_path, end: datetime, hours: int = 24, notify: str | None = None):
     return dispatch(
         start=(end - hours * HOUR).isoformat(),
         end=end.isoformat(),
         data_root=str(tmp_path / "data"),
         warehouse=str(tmp_path / "warehouse.duckdb"),
         report_every_hours=None,
+        notify=notify,
         return_state=True,
     )
 
@@ -246,6 +247,26 @@ def test_a_failing_source_retried_twice_keeps_one_task_with_both_errors(fleet):
     assert dispatch_until(tmp_path, day_end).is_completed()
     assert query(tmp_path, "SELECT * FROM meter_task ORDER BY task_id") == before
     assert receiver.received() == []  # two failures are not yet `failing` (three are)
+
+
+def test_a_configuration_that_stops_validating_is_told_once_to_the_platform(fleet):
+    """Its own block is in the XML that no longer reads: the platform's block is told."""
+    ww, receiver, tmp_path = fleet
+    storage = LocalStorage(tmp_path / "data", "fleet")
+    good = storage.read(CONFIG_KEY)
+    storage.write(CONFIG_KEY, good.replace(b'dataType="energy"', b'dataType="gas"', 1))
+    day_end = datetime(2026, 5, 3, 14, tzinfo=UTC)
+    ww.set_now(int(day_end.timestamp()))
+    for hour in (0, 1):
+        state = dispatch_until(tmp_path, day_end + hour * HOUR, notify="custom-webhook/fleet-ops")
+        assert not state.is_completed()
+    storage.write(CONFIG_KEY, good)
+    assert dispatch_until(tmp_path, day_end + 2 * HOUR, notify="custom-webhook/fleet-ops")
+    opened, resolved = receiver.received()
+    assert opened["subject"] == "[meterflow] fleet: config invalid"
+    assert "config/participant.xml:5:" in opened["body"] and "gas" in opened["body"]
+    assert resolved["subject"] == "[meterflow] resolved: fleet: config invalid"
+    assert "resolved at 2026-05-03 16:00 UTC" in resolved["body"]
 
 
 def test_jobs_tasks_and_status_commands(fleet, capsys):

@@ -14,25 +14,45 @@ from meterflow.collection.shards import MeterOutcome
 from meterflow.configuration.config import Participant
 from meterflow.jobs.periods import interval_ends, interval_starts, job_span
 from meterflow.jobs.store import EXECUTION_COLUMNS, job_id, task_id
-from meterflow.warehouse.backend import Warehouse
+from meterflow.warehouse.backend import Warehouse, identifier_list
 
 HOUR = pd.Timedelta(hours=1)
 
 
 def etl_executions(
-    participant: Participant,
+    participants: list[Participant],
     outcomes: list[MeterOutcome],
-    load_error: str | None,
+    load_errors: dict[str, str],
     started: datetime,
     ended: datetime,
     rerun: bool = False,
 ) -> pd.DataFrame:
     """One execution per ETL task interval the meters' windows met (EXECUTION_COLUMNS, without
     the hours produced: `with_hours` adds them). A meter that failed stopped at collection (or
-    transformation, when its data could not be read); the others reached ingestion, unless the
-    load failed (`load_error`)."""
-    meters = {m.id: m for m in participant.meters}
-    mine = [o for o in outcomes if o.meter in meters and o.start]
+    transformation, when its data could not be read); the others reached ingestion, unless its
+    participant's load failed (`load_errors`)."""
+    jobs = pd.DataFrame(
+        [
+            {
+                "participant_id": p.id,
+                "meter_id": m.id,
+                "job_id": job_id(m, job),
+                "interval": job.interval,
+                "zone": zone,
+                "span_start": span[0],
+                "span_end": span[1],
+            }
+            for p in participants
+            for m in p.meters
+            for zone in [p.property(m.property_id).timezone]
+            for job in m.etl_jobs
+            for span in [_naive_span(job, zone)]
+        ],
+        columns=["participant_id", "meter_id", "job_id", "interval", "zone", "span_start",
+                 "span_end"],
+    )  # fmt: skip
+    known = set(zip(jobs["participant_id"], jobs["meter_id"], strict=True))
+    mine = [o for o in outcomes if (o.participant, o.meter) in known and o.start]
     if not mine:
         return pd.DataFrame(columns=EXECUTION_COLUMNS)
     runs = pd.DataFrame([vars(o) for o in mine])
@@ -43,44 +63,31 @@ def etl_executions(
     hours = pd.DataFrame(
         {
             "run": first,
+            "participant_id": runs["participant"].to_numpy()[first],
             "meter_id": runs["meter"].to_numpy()[first],
             "hour": start.to_numpy()[first] + offset * HOUR.to_timedelta64(),
         }
     )
-    jobs = pd.DataFrame(
-        [
-            {
-                "meter_id": m.id,
-                "job_id": job_id(m, job),
-                "interval": job.interval,
-                "zone": participant.property(m.property_id).timezone,
-                "span_start": span[0],
-                "span_end": span[1],
-            }
-            for m in meters.values()
-            for job in m.etl_jobs
-            for span in [_naive_span(job, participant.property(m.property_id).timezone)]
-        ]
-    )
     for side in ("span_start", "span_end"):
         jobs[side] = pd.to_datetime(jobs[side])
-    hours = hours.merge(jobs, on="meter_id")
+    hours = hours.merge(jobs, on=["participant_id", "meter_id"])
     inside = (hours["span_start"].isna() | (hours["hour"] >= hours["span_start"])) & (
         hours["span_end"].isna() | (hours["hour"] < hours["span_end"])
     )
     hours = hours[inside]
     hours["interval_start_utc"] = _by_zone(hours, "hour", interval_starts)
-    tasks = hours.drop_duplicates(["job_id", "interval_start_utc"]).reset_index(drop=True)
+    tasks = hours.drop_duplicates(["participant_id", "job_id", "interval_start_utc"])
+    tasks = tasks.reset_index(drop=True)
     tasks["interval_end_utc"] = _by_zone(tasks, "interval_start_utc", interval_ends)
     done = runs.loc[tasks["run"]].reset_index(drop=True)
-    stage, status, error = _results(done, load_error)
+    stage, status, error = _results(done, load_errors)
     return pd.DataFrame(
         {
             "task_id": [
                 task_id(j, s)
                 for j, s in zip(tasks["job_id"], tasks["interval_start_utc"], strict=True)
             ],
-            "participant_id": participant.id,
+            "participant_id": tasks["participant_id"],
             "job_id": tasks["job_id"],
             "meter_id": tasks["meter_id"],
             "type": "etl",
@@ -101,10 +108,12 @@ def etl_executions(
     )
 
 
-def _results(runs: pd.DataFrame, load_error: str | None) -> tuple[list, list, list]:
+def _results(runs: pd.DataFrame, load_errors: dict[str, str]) -> tuple[list, list, list]:
     """Stage reached, status and error of each meter's run."""
     stages, statuses, errors = [], [], []
-    for status, why, kind in zip(runs["status"], runs["why"], runs["error_type"], strict=True):
+    columns = ("status", "why", "error_type", "participant")
+    for status, why, kind, participant in zip(*(runs[c] for c in columns), strict=True):
+        load_error = load_errors.get(participant)
         if status == "failed":
             stage = "transformation" if kind == "SourceDataError" else "collection"
             stages.append(stage)
@@ -132,26 +141,29 @@ def with_hours(wh: Warehouse, executions: pd.DataFrame, as_of: datetime) -> pd.D
     if executions.empty:
         return executions
     first, last = executions["interval_start_utc"].min(), executions["interval_end_utc"].max()
+    ids = identifier_list(sorted(set(executions["participant_id"])), "participant")
     facts = wh.query(
-        f"SELECT meter_id, hour_utc, coverage FROM {wh.table('fact_meter_hourly')} "
-        "WHERE participant_id = ? AND hour_utc >= ? AND hour_utc < ? AND value IS NOT NULL",
-        [executions["participant_id"].iloc[0], first.to_pydatetime(), last.to_pydatetime()],
+        f"SELECT participant_id, meter_id, hour_utc, coverage "
+        f"FROM {wh.table('fact_meter_hourly')} WHERE participant_id IN ({ids}) "
+        "AND hour_utc >= ? AND hour_utc < ? AND value IS NOT NULL",
+        [first.to_pydatetime(), last.to_pydatetime()],
     )
-    spans = executions[["task_id", "meter_id", "interval_start_utc", "interval_end_utc"]]
-    found = facts.merge(spans, on="meter_id")
+    key = ["participant_id", "task_id"]
+    spans = executions[[*key, "meter_id", "interval_start_utc", "interval_end_utc"]]
+    found = facts.merge(spans, on=["participant_id", "meter_id"])
     found = found[
         (found["hour_utc"] >= found["interval_start_utc"])
         & (found["hour_utc"] < found["interval_end_utc"])
     ]
-    per_task = found.groupby("task_id").agg(hours=("hour_utc", "size"), covered=("coverage", "sum"))
+    per_task = found.groupby(key).agg(hours=("hour_utc", "size"), covered=("coverage", "sum"))
+    counted = executions.join(per_task, on=key)
     until = executions["interval_end_utc"].clip(upper=_naive_time(as_of))
-    expected = ((until - executions["interval_start_utc"].dt.ceil("h")) / HOUR).clip(lower=0)
-    expected = np.ceil(expected)
-    hours = executions["task_id"].map(per_task["hours"]).fillna(0).astype(int)
-    covered = executions["task_id"].map(per_task["covered"]).fillna(0.0)
+    expected = np.ceil(
+        ((until - executions["interval_start_utc"].dt.ceil("h")) / HOUR).clip(lower=0)
+    )
     return executions.assign(
-        hours_produced=hours,
-        coverage=(covered / expected.where(expected > 0)).round(4),
+        hours_produced=counted["hours"].fillna(0).astype(int),
+        coverage=(counted["covered"].fillna(0.0) / expected.where(expected > 0)).round(4),
     )
 
 

@@ -10,14 +10,16 @@ meter's last hour of data (or when it was first seen, if it never had any).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from meterflow.common.timeutil import warehouse_time
 from meterflow.configuration.config import Meter, Participant
-from meterflow.warehouse.backend import Warehouse
+from meterflow.warehouse.backend import Warehouse, identifier_list
 from meterflow.warehouse.schema import TABLES, TYPES
 
 FAILING_AFTER = 3  # failed executions in a row
@@ -40,15 +42,16 @@ class Thresholds:
         )
 
 
-def last_data(wh: Warehouse, participant_id: str, as_of: datetime) -> dict[str, pd.Timestamp]:
-    """The latest hour (UTC, naive) before `as_of` each of the participant's meters has a
-    reading for (a forecast's hours ahead are not news of the meter)."""
-    rows = wh.query(
-        f"SELECT meter_id, max(hour_utc) AS last_hour FROM {wh.table('fact_meter_hourly')} "
-        "WHERE participant_id = ? AND value IS NOT NULL AND hour_utc < ? GROUP BY meter_id",
-        [participant_id, warehouse_time(as_of)],
+def last_data(wh: Warehouse, participant_ids: list[str], as_of: datetime) -> pd.DataFrame:
+    """Per meter (`participant_id`, `meter_id`) the latest hour before `as_of` it has a reading
+    for, `last_data_utc` (a forecast's hours ahead are not news of the meter)."""
+    return wh.query(
+        f"SELECT participant_id, meter_id, max(hour_utc) AS last_data_utc "
+        f"FROM {wh.table('fact_meter_hourly')} "
+        f"WHERE participant_id IN ({identifier_list(participant_ids, 'participant')}) "
+        "AND value IS NOT NULL AND hour_utc < ? GROUP BY participant_id, meter_id",
+        [warehouse_time(as_of)],
     )
-    return dict(zip(rows["meter_id"], pd.to_datetime(rows["last_hour"]), strict=True))
 
 
 def current(wh: Warehouse, participant_id: str | None = None) -> pd.DataFrame:
@@ -61,73 +64,87 @@ def current(wh: Warehouse, participant_id: str | None = None) -> pd.DataFrame:
     )
 
 
-def previous(wh: Warehouse, participant_id: str) -> dict[str, dict]:
-    rows = wh.query(
-        f"SELECT * FROM {wh.table('meter_health')} WHERE participant_id = ?", [participant_id]
+def previous(wh: Warehouse, participant_ids: list[str]) -> pd.DataFrame:
+    """The meters' health rows as of the last dispatch that evaluated them."""
+    return wh.query(
+        f"SELECT * FROM {wh.table('meter_health')} "
+        f"WHERE participant_id IN ({identifier_list(participant_ids, 'participant')})"
     )
-    return {row["meter_id"]: row for row in rows.to_dict("records")}
 
 
 def evaluate(
-    participant: Participant,
-    thresholds: dict[str, Thresholds],
-    data_until: dict[str, pd.Timestamp],
-    runs: dict[str, tuple[str, str | None]],
-    before: dict[str, dict],
+    meters: pd.DataFrame,
+    data_until: pd.DataFrame,
+    runs: pd.DataFrame,
+    before: pd.DataFrame,
     as_of: datetime,
 ) -> pd.DataFrame:
-    """Each meter's health as of `as_of` (UTC): `runs` holds this dispatch's execution status
-    and error per meter it ran (done, failed, quarantined, deferred), `before` the previous
-    health rows, `data_until` the latest hour with a reading."""
-    now = pd.Timestamp(as_of).tz_convert("UTC").tz_localize(None)
+    """Each meter's health as of `as_of` (UTC), every participant at once. `meters`: one row
+    per meter (`participant_id`, `meter_id`, `property_id`, `latency`, `silent_after`, see
+    `meter_thresholds`); `data_until`: its latest hour with a reading (`last_data`); `runs`:
+    this dispatch's execution `status` (done, failed, quarantined, deferred) and `error` per
+    meter it ran; `before`: the previous health rows."""
+    key = ["participant_id", "meter_id"]
+    now = pd.Timestamp(warehouse_time(as_of))
+    old = before.drop(columns=["property_id", "last_data_utc", "evaluated_utc"], errors="ignore")
+    m = (
+        meters.merge(data_until, on=key, how="left")
+        .merge(runs[[*key, "status", "error"]], on=key, how="left")
+        .merge(old, on=key, how="left")
+    )
+    status = m["status"]
+    failed_runs = m["failed_runs"].fillna(0).astype(int)
+    failed_runs = failed_runs.where(~status.isin(["done", "quarantined"]), 0)
+    failed_runs = failed_runs + status.eq("failed").astype(int)
+    first_seen = pd.to_datetime(m["first_seen_utc"]).fillna(now)
+    last = pd.to_datetime(m["last_data_utc"])
+    data_end = (last + HOUR).fillna(first_seen)
+    behind = now - data_end
+    kept = m["state"].where(status.isna())  # the state of a meter this run did not touch
+    state = np.select(
+        [
+            failed_runs >= FAILING_AFTER,
+            behind > m["silent_after"],
+            status.eq("quarantined") | kept.eq("quarantined"),
+            status.eq("deferred") | kept.eq("deferred"),
+            behind > m["latency"],
+        ],
+        ["failing", "silent", "quarantined", "deferred", "late"],
+        "ok",
+    )
+    unchanged = m["state"].eq(state)
+    since = pd.to_datetime(m["since_utc"]).where(unchanged, now)
+    since = since.where(~pd.Series(state).isin(["silent", "late"]).to_numpy(), data_end)
+    error = m["error"].where(m["error"].notna(), m["last_error"].where(failed_runs > 0))
+    return pd.DataFrame(
+        {
+            **{c: m[c] for c in (*key, "property_id")},
+            "state": state,
+            "since_utc": since,
+            "last_data_utc": last,
+            "failed_runs": failed_runs,
+            "last_error": error,
+            "first_seen_utc": first_seen,
+            "evaluated_utc": now,
+        },
+        columns=COLUMNS,
+    )
+
+
+def meter_thresholds(
+    participants: list[Participant], thresholds_of: Callable[[Participant], dict[str, Thresholds]]
+) -> pd.DataFrame:
+    """One row per meter of the participants with its thresholds, as `evaluate` takes them."""
     rows = []
-    for meter in participant.meters:
-        old = before.get(meter.id, {})
-        status, error = runs.get(meter.id, (None, None))
-        failed_runs = int(old.get("failed_runs", 0) or 0)
-        if status == "failed":
-            failed_runs += 1
-        elif status in ("done", "quarantined"):
-            failed_runs = 0
-        first_seen = old.get("first_seen_utc") or now
-        last = data_until.get(meter.id)
-        data_end = last + HOUR if last is not None and pd.notna(last) else None
-        behind = now - (data_end if data_end is not None else first_seen)
-        limits = thresholds[meter.id]
-        kept = old.get("state") if status is None else None  # a meter this run did not touch
-        if failed_runs >= FAILING_AFTER:
-            state = "failing"
-        elif behind > limits.silent_after:
-            state = "silent"
-        elif status == "quarantined" or (kept == "quarantined"):
-            state = "quarantined"
-        elif status == "deferred" or (kept == "deferred"):
-            state = "deferred"
-        elif behind > limits.latency:
-            state = "late"
-        else:
-            state = "ok"
-        if state in ("silent", "late"):
-            since = data_end if data_end is not None else first_seen
-        elif state == old.get("state"):
-            since = old.get("since_utc")
-        else:
-            since = now
-        rows.append(
-            {
-                "participant_id": participant.id,
-                "meter_id": meter.id,
-                "property_id": meter.property_id,
-                "state": state,
-                "since_utc": since,
-                "last_data_utc": last,
-                "failed_runs": failed_runs,
-                "last_error": error if error else (old.get("last_error") if failed_runs else None),
-                "first_seen_utc": first_seen,
-                "evaluated_utc": now,
-            }
-        )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    for participant in participants:
+        limits = thresholds_of(participant)
+        for meter in participant.meters:
+            own = limits[meter.id]
+            rows.append(
+                (participant.id, meter.id, meter.property_id, own.latency, own.silent_after)
+            )
+    columns = ["participant_id", "meter_id", "property_id", "latency", "silent_after"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def reading_hours(wh: Warehouse, participant_id: str, start: datetime, end: datetime):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import cache
 
 import pandas as pd
 
 from meterflow.common.timeutil import warehouse_time
-from meterflow.configuration.config import IMPLICIT_ETL_JOB, EtlJob, Meter, MrvJob, Participant
-from meterflow.warehouse.backend import Warehouse
+from meterflow.configuration.config import EtlJob, Meter, MrvJob, Participant
+from meterflow.warehouse.backend import Warehouse, identifier_list
 from meterflow.warehouse.schema import TABLES, TYPES
 
 STAGES = {
@@ -60,9 +61,6 @@ def job_rows(participant: Participant, meters: list[Meter] | None = None) -> pd.
     rows = []
     for meter in participant.meters if meters is None else meters:
         for job in (*meter.etl_jobs, *meter.mrv_jobs):
-            settings = job.model_dump(
-                mode="json", exclude={"type", "start", "end", "interval", "implicit"}
-            )
             rows.append(
                 {
                     "participant_id": participant.id,
@@ -74,33 +72,47 @@ def job_rows(participant: Participant, meters: list[Meter] | None = None) -> pd.
                     "end_date": job.end,
                     "frequency": job.interval,
                     "implicit": job.type == "etl" and job.implicit,
-                    "settings": json.dumps(settings, sort_keys=True),
+                    "settings": _settings(job),
                     "last_task_id": None,
+                    "zone": participant.property(meter.property_id).timezone,
                 }
             )
-    return pd.DataFrame(rows, columns=TABLES["meter_job"].column_names)
+    return pd.DataFrame(rows, columns=[*TABLES["meter_job"].column_names, "zone"])
+
+
+@cache
+def _settings(job: EtlJob | MrvJob) -> str:
+    """A job's own settings as JSON (the same for every meter with an implicit ETL job)."""
+    own = job.model_dump(mode="json", exclude={"type", "start", "end", "interval", "implicit"})
+    return json.dumps(own, sort_keys=True)
 
 
 def record_tasks(
-    wh: Warehouse, participant: Participant, executions: pd.DataFrame, meters=None
+    wh: Warehouse, participants: list[Participant], executions: pd.DataFrame, meters=None
 ) -> pd.DataFrame:
-    """Merge a participant's executions (EXECUTION_COLUMNS) into their tasks and point each job
-    of `meters` at its latest task; the task rows written."""
-    jobs = job_rows(participant, meters)
+    """Merge the participants' executions (EXECUTION_COLUMNS) into their tasks and point each
+    of their jobs (of `meters` only, if given) at its latest task; the task rows written. One
+    read and one upsert per table for every participant at once."""
+    if not participants:
+        return pd.DataFrame(columns=TABLES["meter_task"].column_names)
+    jobs = pd.concat([job_rows(p, meters) for p in participants], ignore_index=True)
+    ids = [p.id for p in participants]
     if executions.empty:
-        _sync_jobs(wh, participant, jobs, pd.DataFrame(columns=TABLES["meter_task"].column_names))
+        _sync_jobs(wh, ids, jobs, pd.DataFrame(columns=TABLES["meter_task"].column_names))
         return executions
+    of_them = identifier_list(ids, "participant")
     earlier = wh.query(
-        f"SELECT task_id, status, retry_count, errors, hours_produced, coverage "
-        f"FROM {wh.table('meter_task')} "
-        "WHERE participant_id = ? AND interval_start_utc >= ? AND interval_start_utc <= ?",
+        f"SELECT participant_id, task_id, status, retry_count, errors, hours_produced "
+        f"FROM {wh.table('meter_task')} WHERE participant_id IN ({of_them}) "
+        "AND interval_start_utc >= ? AND interval_start_utc <= ?",
         [
-            participant.id,
             executions["interval_start_utc"].min().to_pydatetime(),
             executions["interval_start_utc"].max().to_pydatetime(),
         ],
-    ).set_index("task_id")
-    tasks = executions.join(earlier, on="task_id", rsuffix="_before")
+    )
+    tasks = executions.merge(
+        earlier, on=["participant_id", "task_id"], how="left", suffixes=("", "_before")
+    )
     known = tasks["retry_count"].notna()
     # A dispatch that looked again and found nothing new leaves a finished task as it was.
     same = (
@@ -123,18 +135,18 @@ def record_tasks(
     ]
     written = tasks[TABLES["meter_task"].column_names]
     wh.upsert("meter_task", written)
-    _sync_jobs(wh, participant, jobs, written)
+    _sync_jobs(wh, ids, jobs, written)
     return written
 
 
 def sync_jobs(wh: Warehouse, participant: Participant) -> None:
     """Every job of the participant as configured, keeping each one's latest task."""
-    record_tasks(wh, participant, pd.DataFrame(columns=EXECUTION_COLUMNS))
+    record_tasks(wh, [participant], pd.DataFrame(columns=EXECUTION_COLUMNS))
 
 
 def last_error(errors: str | None) -> str | None:
-    """`type: message` of the latest error in a task's errors (JSON)."""
-    if not errors:
+    """`type: message` of the latest error in a task's errors (JSON; None or NaN: none)."""
+    if not isinstance(errors, str) or not errors:
         return None
     error = json.loads(errors)[-1]
     return f"{error['type']}: {error['message']}"
@@ -148,36 +160,37 @@ def _errors(old, new: dict | None, at) -> str | None:
     return json.dumps(errors[-MAX_ERRORS:]) if errors else None
 
 
-def _sync_jobs(wh: Warehouse, participant: Participant, jobs: pd.DataFrame, written: pd.DataFrame):
+def _sync_jobs(wh: Warehouse, ids: list[str], jobs: pd.DataFrame, written: pd.DataFrame):
     """The jobs as configured, each with its latest task (this run's if it ran one) and, for an
     implicit ETL job, the local date of its first interval that produced hours."""
+    key = ["participant_id", "job_id"]
     stored = wh.query(
-        f"SELECT job_id, start_date, last_task_id FROM {wh.table('meter_job')} "
-        "WHERE participant_id = ?",
-        [participant.id],
-    ).set_index("job_id")
-    latest = written.sort_values(["ended_utc", "interval_start_utc"]).groupby("job_id")["task_id"]
-    jobs = jobs.copy()
-    jobs["last_task_id"] = (
-        jobs["job_id"].map(latest.last()).fillna(jobs["job_id"].map(stored["last_task_id"]))
+        f"SELECT participant_id, job_id, start_date AS stored_start, last_task_id AS stored_task "
+        f"FROM {wh.table('meter_job')} "
+        f"WHERE participant_id IN ({identifier_list(ids, 'participant')})"
+    )
+    latest = (
+        written.sort_values(["ended_utc", "interval_start_utc"])
+        .groupby(key, as_index=False)["task_id"]
+        .last()
     )
     produced = written[written["type"].eq("etl") & written["hours_produced"].fillna(0).gt(0)]
-    first = produced.groupby("job_id")["interval_start_utc"].min()
-    first_day = {}
-    zone_of = {f"{m.id}/{IMPLICIT_ETL_JOB.id}": _zone(participant, m) for m in participant.meters}
-    for zone, starts in first.groupby(first.index.map(zone_of.get), dropna=True):
-        local = starts.dt.tz_localize("UTC").dt.tz_convert(zone).dt.date
-        first_day.update(local.to_dict())
-    for row in jobs.index[jobs["implicit"]]:
-        job = jobs.at[row, "job_id"]
-        known = stored["start_date"].get(job)
-        days = [pd.Timestamp(d).date() for d in (known, first_day.get(job)) if pd.notna(d)]
-        jobs.at[row, "start_date"] = min(days) if days else None
-    wh.upsert("meter_job", jobs)
-
-
-def _zone(participant: Participant, meter: Meter) -> str:
-    return participant.property(meter.property_id).timezone
+    first = produced.groupby(key, as_index=False)["interval_start_utc"].min()
+    jobs = jobs.merge(stored, on=key, how="left").merge(latest, on=key, how="left")
+    jobs = jobs.merge(first, on=key, how="left")
+    jobs["last_task_id"] = jobs["task_id"].fillna(jobs["stored_task"])
+    implicit = jobs["implicit"] & jobs["interval_start_utc"].notna()
+    for zone, group in jobs[implicit].groupby("zone"):
+        local = group["interval_start_utc"].dt.tz_localize("UTC").dt.tz_convert(zone)
+        jobs.loc[group.index, "first_day"] = local.dt.tz_localize(None).dt.normalize()
+    if "first_day" in jobs:
+        earliest = pd.concat(
+            [pd.to_datetime(jobs["stored_start"]), pd.to_datetime(jobs["first_day"])], axis=1
+        ).min(axis=1)
+    else:
+        earliest = pd.to_datetime(jobs["stored_start"])
+    jobs["start_date"] = jobs["start_date"].where(~jobs["implicit"], earliest.dt.date)
+    wh.upsert("meter_job", jobs[TABLES["meter_job"].column_names])
 
 
 def job_overview(
@@ -197,7 +210,8 @@ def job_overview(
                sum(CASE WHEN r.status NOT IN ('submitted', 'rejected', {waiting})
                    THEN 1 ELSE 0 END) AS other
         FROM {t("meter_job")} j
-        LEFT JOIN {t("meter_task")} k ON k.task_id = j.last_task_id
+        LEFT JOIN {t("meter_task")} k ON k.participant_id = j.participant_id
+             AND k.task_id = j.last_task_id
         LEFT JOIN {t("mrv_record")} r ON r.participant_id = j.participant_id
              AND r.job_id = j.job_id
              AND r.revision = (SELECT max(q.revision) FROM {t("mrv_record")} q

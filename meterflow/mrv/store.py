@@ -122,7 +122,7 @@ class MrvStore:
             "found_new": True,
         }
         meter = participant.meter(record.meter_id)
-        record_tasks(self.wh, participant, pd.DataFrame([execution]), [meter])
+        record_tasks(self.wh, [participant], pd.DataFrame([execution]), [meter])
 
     def latest(self, record_id: str) -> Record | None:
         rows = self.wh.query(

@@ -116,7 +116,7 @@ TABLES = {
         ),
         _table(
             "meter_task",
-            ("task_id",),
+            ("participant_id", "task_id"),
             "task_id text", "participant_id text", "job_id text", "meter_id text", "type text",
             "interval_start_utc ts", "interval_end_utc ts", "stage text", "status text",
             "retry_count int", "errors text?", "started_utc ts", "ended_utc ts",
