@@ -14,23 +14,16 @@ STATE_STYLE = {"ok": "green", "late": "yellow", "deferred": "yellow", "quarantin
 def jobs_table(jobs: pd.DataFrame, title: str) -> Table:
     """A row per job: its span, latest task and, for MRV jobs, its records by status."""
     table = Table(title=title)
-    for column in (
-        "participant",
-        "job",
-        "type",
-        "intervals",
-        "last task",
-        "stage",
-        "status",
-        "retries",
-        "MRV records",
-    ):
-        table.add_column(column, no_wrap=column != "MRV records")
+    table.add_column("participant", no_wrap=True)
+    table.add_column("job", no_wrap=True)  # `<meter>/<type>-<interval>[-<start>]`
+    for column in ("intervals", "last task", "stage", "status", "retries", "MRV records"):
+        table.add_column(column, overflow="fold")  # wraps in a narrow terminal, never cuts
     for j in jobs.itertuples(index=False):
         start = _day(j.start_date) or "first data"
         span = f"{j.frequency} from {start}" + (
             f" to {_day(j.end_date)}" if _day(j.end_date) else ""
         )
+        span += " (implicit)" if j.implicit else ""
         counts = {k: j._asdict()[k] for k in ("submitted", "rejected", "needs_action", "other")}
         records = ", ".join(
             f"{int(n)} {k.replace('_', ' ')}" for k, n in counts.items() if pd.notna(n) and n
@@ -38,9 +31,8 @@ def jobs_table(jobs: pd.DataFrame, title: str) -> Table:
         table.add_row(
             j.participant_id,
             j.job_id,
-            j.type + (" (implicit)" if j.implicit else ""),
             span,
-            _text(j.last_task_id).split("@")[-1],
+            _text(j.last_task_id).split("@")[-1].replace("T", " "),
             _text(j.last_task_stage),
             _text(j.last_task_status),
             _text(j.last_task_retries),

@@ -277,7 +277,7 @@ def test_jobs_tasks_and_status_commands(fleet, capsys):
     warehouse = ["--warehouse", str(tmp_path / "warehouse.duckdb")]
     assert main(["jobs", *warehouse]) == 0
     jobs = capsys.readouterr().out
-    assert "ww-2/etl-1d" in jobs and "etl (implicit)" in jobs and "1d from 2026-05-03" in jobs
+    assert "ww-2/etl-1d" in jobs and "1d from 2026-05-03 (implicit)" in jobs
     args = ["tasks", "--meter", "ww-2", "--from", "2026-05-01T00:00", "--to", "2026-05-05T00:00"]
     assert main([*args, *warehouse]) == 0
     tasks = capsys.readouterr().out
@@ -390,3 +390,48 @@ def test_a_crashed_dispatch_run_is_told_by_the_installed_prefect_automation(flee
     (told,) = receiver.received()
     assert told["subject"] == "[meterflow] dispatch dispatch/crash-test Crashed"
     assert "worker lost" in told["body"]
+
+
+def test_health_states_from_runs_and_data():
+    """failing after 3 failed runs in a row (and back to ok after one success), quarantined and
+    deferred kept while no run touches the meter, late then silent as its data ages."""
+    meters = pd.DataFrame(
+        {
+            "participant_id": ["p"],
+            "meter_id": ["m"],
+            "property_id": ["site"],
+            "latency": [2 * HOUR],
+            "silent_after": [4 * HOUR],
+        }
+    )
+    start = datetime(2026, 4, 1, 10, tzinfo=UTC)
+    data = pd.DataFrame({"participant_id": ["p"], "meter_id": ["m"], "last_data_utc": [None]})
+    before = pd.DataFrame(columns=health.COLUMNS)
+
+    def run(status, hour, last_hour=9, error=None):
+        nonlocal before
+        data["last_data_utc"] = pd.Timestamp(2026, 4, 1, last_hour)
+        runs = pd.DataFrame(
+            {"participant_id": ["p"], "meter_id": ["m"], "status": [status], "error": [error]}
+        )
+        runs = runs if status else runs.iloc[0:0]
+        before = health.evaluate(meters, data, runs, before, start + hour * HOUR)
+        (row,) = before.to_dict("records")
+        return row["state"], row["failed_runs"], row["last_error"]
+
+    assert run("done", 0) == ("ok", 0, None)
+    assert run("failed", 0, error="SourceRejected: 401") == ("ok", 1, "SourceRejected: 401")
+    assert run("failed", 0, error="SourceRejected: 403")[:2] == ("ok", 2)
+    assert run("failed", 0, error="SourceUnavailable: 503") == (
+        "failing",
+        3,
+        "SourceUnavailable: 503",
+    )
+    assert run(None, 0) == ("failing", 3, "SourceUnavailable: 503")  # not touched: kept
+    assert run("done", 0) == ("ok", 0, None)
+    assert run("quarantined", 0)[0] == "quarantined"
+    assert run(None, 0)[0] == "quarantined"  # its last input was refused
+    assert run("deferred", 0)[0] == "deferred"
+    assert run("done", 3)[0] == "late"  # 3 h behind its 2 h latency
+    assert run("done", 5)[0] == "silent"  # 5 h > 4 h
+    assert before["since_utc"].iloc[0] == pd.Timestamp(2026, 4, 1, 10)  # its data's end

@@ -116,6 +116,7 @@ def evaluate(
     since = pd.to_datetime(m["since_utc"]).where(unchanged, now)
     since = since.where(~pd.Series(state).isin(["silent", "late"]).to_numpy(), data_end)
     error = m["error"].where(m["error"].notna(), m["last_error"].where(failed_runs > 0))
+    error = error.astype(object).where(error.notna(), None)
     return pd.DataFrame(
         {
             **{c: m[c] for c in (*key, "property_id")},
