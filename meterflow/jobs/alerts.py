@@ -15,6 +15,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from meterflow.common.timeutil import warehouse_time
 from meterflow.warehouse.backend import Warehouse
 from meterflow.warehouse.schema import TABLES
 
@@ -57,7 +58,7 @@ def reconcile(
 ) -> pd.DataFrame:
     """Open an incident per new condition and resolve the open incidents of the `scope`
     (participant, kind) that no condition holds any more; the incidents written."""
-    now = pd.Timestamp(as_of).tz_convert("UTC").tz_localize(None)
+    now = pd.Timestamp(warehouse_time(as_of))
     participants = sorted({participant for participant, _ in scope})
     open_ = open_incidents(wh, participants)
     held = {(c.participant_id, c.kind, c.subject): c for c in conditions}
@@ -118,7 +119,7 @@ def unsent(wh: Warehouse) -> pd.DataFrame:
 def mark_sent(wh: Warehouse, incident: dict, at: datetime) -> None:
     """Record that the incident's due message went out."""
     column = "opened_sent_utc" if incident["resolved_utc"] is None else "resolved_sent_utc"
-    sent = {**incident, column: pd.Timestamp(at).tz_convert("UTC").tz_localize(None)}
+    sent = {**incident, column: pd.Timestamp(warehouse_time(at))}
     wh.upsert("alert_incident", pd.DataFrame([sent], columns=COLUMNS))
 
 

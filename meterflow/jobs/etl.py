@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from meterflow.collection.shards import MeterOutcome
+from meterflow.common.timeutil import warehouse_time
 from meterflow.configuration.config import Participant
 from meterflow.jobs.periods import interval_ends, interval_starts, job_span
 from meterflow.jobs.store import EXECUTION_COLUMNS, job_id, task_id
@@ -96,8 +97,8 @@ def etl_executions(
             "stage": stage,
             "status": status,
             "error": error,
-            "started_utc": _naive_time(started),
-            "ended_utc": _naive_time(ended),
+            "started_utc": _utc(started),
+            "ended_utc": _utc(ended),
             "hours_produced": None,
             "coverage": None,
             "record_id": None,
@@ -157,7 +158,7 @@ def with_hours(wh: Warehouse, executions: pd.DataFrame, as_of: datetime) -> pd.D
     ]
     per_task = found.groupby(key).agg(hours=("hour_utc", "size"), covered=("coverage", "sum"))
     counted = executions.join(per_task, on=key)
-    until = executions["interval_end_utc"].clip(upper=_naive_time(as_of))
+    until = executions["interval_end_utc"].clip(upper=_utc(as_of))
     expected = np.ceil(
         ((until - executions["interval_start_utc"].dt.ceil("h")) / HOUR).clip(lower=0)
     )
@@ -176,12 +177,12 @@ def _by_zone(frame: pd.DataFrame, column: str, convert) -> pd.Series:
 
 
 def _naive_span(job, zone: str) -> tuple:
-    return tuple(None if t is None else _naive_time(t) for t in job_span(job.start, job.end, zone))
+    return tuple(None if t is None else _utc(t) for t in job_span(job.start, job.end, zone))
 
 
 def _naive(iso: pd.Series) -> pd.Series:
     return pd.to_datetime(iso, utc=True).dt.tz_localize(None).astype("datetime64[ns]")
 
 
-def _naive_time(moment: datetime) -> pd.Timestamp:
-    return pd.Timestamp(moment).tz_convert("UTC").tz_localize(None)
+def _utc(moment: datetime) -> pd.Timestamp:
+    return pd.Timestamp(warehouse_time(moment))

@@ -165,8 +165,8 @@ def silences(
     than its silent threshold: `since` (the end of the last hour before it), `alerted` (the
     first hourly dispatch that found it silent) and `resolved` (the first that had its data
     again; None if it has not). What the alerts of a backfilled period would have been."""
-    first = pd.Timestamp(start).tz_convert("UTC").tz_localize(None)
-    last = pd.Timestamp(end).tz_convert("UTC").tz_localize(None)
+    first = pd.Timestamp(warehouse_time(start))
+    last = pd.Timestamp(warehouse_time(end))
     found = []
     for meter_id, limits in thresholds.items():
         stamps = hours.loc[hours["meter_id"] == meter_id, "hour_utc"].sort_values()
