@@ -482,12 +482,12 @@ def test_meterflow_token_creates_lists_and_revokes_and_stores_only_a_hash(tmp_pa
     created = cli("create", "--participant", "acme", "--label", "BMS export")
     assert created.returncode == 0, created.stderr
     token = created.stdout.split()[-1]
-    token_id = token.split("_")[1]
+    _, token_id, secret = token.split("_", 2)  # the secret may hold "_" itself
     listed = cli("list").stdout
-    assert token_id in listed and "BMS export" in listed and token.split("_")[2] not in listed
+    assert token_id in listed and "BMS export" in listed and secret not in listed
     with DuckDBWarehouse(warehouse, read_only=True) as wh:
         stored = wh.query("SELECT * FROM api_token").to_csv()
-        assert token.split("_")[2] not in stored  # the secret itself is nowhere
+        assert secret not in stored  # the secret itself is nowhere
         assert participant_of(wh, token) == "acme"
     assert cli("revoke", "--id", token_id).returncode == 0
     with DuckDBWarehouse(warehouse, read_only=True) as wh:
