@@ -293,7 +293,7 @@ def test_dispatch_writes_and_links_a_report_with_every_chart(demo, tmp_path):
     data_root, warehouse, _, state, _ = demo
     report = (data_root / "acme" / "reports" / "latest.html").read_text()
     for title in (
-        "Daily energy per property",
+        "Energy per property, per day",
         "Energy use intensity ranking",
         "Office hours vs out of hours",
         "Carbon per month",

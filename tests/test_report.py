@@ -1,0 +1,91 @@
+"""The report reads right for any participant and any window: a year of real data for a
+property outside Australia, with no office hours and no emission factor."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+import pandas as pd
+
+from meterflow.configuration.participant_xml import load_participant
+from meterflow.reporting.report import build_report, resolution
+from meterflow.warehouse import DuckDBWarehouse
+from meterflow.warehouse.loads import (
+    load_calendar,
+    load_configuration,
+    load_emission_factors,
+    load_property_hours,
+)
+
+HOMES = b"""<participant id="homes" name="Homes in Leuven">
+  <properties>
+    <property id="leuven" name="Leuven homes" timezone="Europe/Brussels" country="BE"
+              floorArea="140">
+      <meter id="grid" dataType="energy">
+        <csv path="exports/grid/" kind="interval" unit="kWh"/></meter>
+      <meter id="heat-pump" dataType="energy" role="submeter">
+        <csv path="exports/hp/" kind="interval" unit="kWh"/></meter>
+      <meter id="pv" dataType="solar"><csv path="exports/pv/" kind="interval" unit="kWh"/></meter>
+    </property>
+  </properties>
+</participant>"""
+
+
+def kpis(page: str) -> dict[str, str]:
+    return dict(re.findall(r"<div class='kpi'><span>(.*?)</span><b>(.*?)</b></div>", page))
+
+
+def test_a_year_outside_australia_without_office_hours_reads_right(shared_data, tmp_path):
+    """Ausgrid customer 12's year (half-hourly kWh, general consumption and PV), as a home in
+    Belgium: no factor for BE is 'no factor', not 0 t; no office hours is 'not configured', not
+    100 % out of hours; a year is drawn per week, not as 366 overprinted days."""
+    raw = pd.read_csv(shared_data / "ausgrid" / "customer12_2011-2012.csv", index_col=0)
+    hourly = raw.set_axis(pd.to_datetime(raw.index)).resample("h").sum()
+    homes = load_participant(HOMES)
+    hours = hourly.index.tz_localize("UTC")
+    frames = []
+    for data_type, values in (("energy", hourly.GC), ("solar", hourly.GG)):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "property_id": "leuven",
+                    "data_type": data_type,
+                    "hour_utc": hours,
+                    "value": values.to_numpy(),
+                    "unit": "kWh",
+                    "quality": "measured",
+                    "coverage": 1.0,
+                    "meters_reporting": 1,
+                    "meters_expected": 1,
+                }
+            )
+        )
+    with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
+        load_configuration(wh, homes, datetime(2011, 1, 1, tzinfo=UTC))
+        load_emission_factors(wh)
+        load_calendar(wh, homes, hours)
+        load_property_hours(wh, "homes", pd.concat(frames, ignore_index=True))
+        page = build_report(wh, "homes", date(2011, 7, 1), date(2012, 7, 1))
+        carbon = wh.query(
+            "SELECT (SELECT count(*) FROM v_carbon_hourly WHERE t_co2e IS NOT NULL) AS hourly, "
+            "(SELECT count(*) FROM v_carbon_monthly WHERE t_co2e IS NOT NULL) AS monthly, "
+            "(SELECT count(*) FROM v_carbon_hourly) AS hours"
+        ).iloc[0]
+    shown = kpis(page)
+    local = hours.tz_convert("Europe/Brussels")  # the report is in the property's local dates
+    in_window = (local >= pd.Timestamp("2011-07-01", tz=local.tz)) & (
+        local < pd.Timestamp("2012-07-01", tz=local.tz)
+    )
+    assert shown["Energy"] == f"{hourly.GC[in_window].sum():,.0f} kWh"
+    assert shown["Carbon"] == "no factor for BE"  # not "0.0 t CO2-e"
+    assert shown["Out of hours"] == "not configured"  # not "100%"
+    assert "No emission factor for BE" in page and "Office hours not configured for leuven" in page
+    assert (carbon.hourly, carbon.monthly, carbon.hours) == (0, 0, len(hours))  # NULL, never 0
+    assert resolution(date(2011, 7, 1), date(2012, 7, 1)) == "week"
+    assert "<h2>Energy per property, per week</h2>" in page
+    weeks = re.search(r"<h2>Energy per property.*?<tbody>(.*?)</tbody>", page, re.S).group(1)
+    assert weeks.count("<tr>") == 53  # 2011-06-27 .. 2012-06-25, Monday to Monday
+    assert page.count("<svg") == 3  # energy, intensity, completeness: no carbon, split, delta
+    assert resolution(date(2026, 4, 1), date(2026, 4, 15)) == "day"
+    assert resolution(date(2020, 1, 1), date(2026, 1, 1)) == "month"
