@@ -270,3 +270,75 @@ def test_the_portal_answers_the_same_on_duckdb_and_postgres(loaded):
     ):
         answered = assert_same_answers(duck, pg, ["acme", "globex"], WINDOW)
     assert answered == set(portal_queries(WINDOW))  # each has rows for a participant at least
+
+
+def test_a_week_closed_is_closed_energy_not_office_or_out_of_hours(tmp_path, postgres):
+    """Sydney HQ shut for the week after Easter: that week's energy is `closed` in the calendar,
+    the views and the report's split, the same on DuckDB and on PostgreSQL."""
+    from psycopg.conninfo import make_conninfo
+
+    from meterflow.warehouse.postgres import PostgresWarehouse
+
+    xml = (
+        (demo_data.EXAMPLES / "acme.xml")
+        .read_bytes()
+        .replace(
+            b'<officeHours days="Mon Tue Wed Thu Fri" start="08:00" end="18:00"/>',
+            b'<officeHours days="Mon Tue Wed Thu Fri" start="08:00" end="18:00"/>\n'
+            b'      <closure from="2026-04-07" to="2026-04-14" reason="refurbishment"/>',
+        )
+    )
+    acme = load_participant(xml)
+    hours = pd.date_range("2026-04-01T00:00Z", "2026-04-20T00:00Z", freq="h", inclusive="left")
+    energy = pd.DataFrame(
+        {
+            "property_id": "syd-hq",
+            "data_type": "energy",
+            "hour_utc": hours,
+            "value": 10.0,
+            "unit": "kWh",
+            "quality": "measured",
+            "coverage": 1.0,
+            "meters_reporting": 1,
+            "meters_expected": 1,
+        }
+    )
+    schema = f"mf_closed_{uuid.uuid4().hex[:8]}"
+    answers = {}
+    for name, wh in (
+        ("duckdb", DuckDBWarehouse(tmp_path / "w.duckdb")),
+        ("postgres", PostgresWarehouse(make_conninfo(**postgres), schema)),
+    ):
+        with wh:
+            wh.prepare()
+            load_configuration(wh, acme, datetime(2026, 1, 1, tzinfo=UTC))
+            load_calendar(wh, acme, hours)
+            load_property_hours(wh, "acme", energy)
+            answers[name] = (
+                wh.query(
+                    f"SELECT local_date, max(closure_reason) AS reason, sum(kwh) AS kwh, "
+                    f"sum(CASE WHEN is_office_hours THEN 1 ELSE 0 END) AS office_hours, "
+                    f"min(use_period) AS first, max(use_period) AS last "
+                    f"FROM {wh.table('v_energy_hourly')} WHERE property_id = 'syd-hq' "
+                    "GROUP BY local_date ORDER BY local_date"
+                ),
+                wh.query(
+                    f"SELECT office_kwh, out_of_hours_kwh, holiday_kwh, closed_kwh, kwh "
+                    f"FROM {wh.table('v_office_hours_monthly')} WHERE property_id = 'syd-hq'"
+                ),
+            )
+            if name == "postgres":
+                wh.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    for days, month in answers.values():
+        closed = days[days.reason.notna()]
+        assert [pd.Timestamp(d).date() for d in closed.local_date] == [
+            date(2026, 4, d) for d in range(7, 14)
+        ]
+        assert set(closed.reason) == {"refurbishment"} and (closed.office_hours == 0).all()
+        assert set(closed["first"]) == {"closed"} and set(closed["last"]) == {"closed"}
+        (row,) = month.to_dict("records")
+        assert row["closed_kwh"] == 7 * 24 * 10.0  # the week, whatever the weekday
+        assert row["office_kwh"] + row["out_of_hours_kwh"] + row["holiday_kwh"] + row[
+            "closed_kwh"
+        ] == pytest.approx(row["kwh"])
+    pd.testing.assert_frame_equal(answers["duckdb"][1], answers["postgres"][1], check_dtype=False)

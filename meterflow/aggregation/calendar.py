@@ -3,7 +3,8 @@ office-hours flag, computed from the property's IANA zone so DST days come out r
 
 An hour is in office hours when its local start time falls inside the configured hours on a
 configured day that is not a public holiday (offices are closed on holidays, and benchmarking
-reports holiday consumption on its own).
+reports holiday consumption on its own) nor a closure of the building (a refurbishment, a
+shutdown: `is_closed`, with its reason; what a closed building draws is reported on its own).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from functools import cache
 import holidays
 import pandas as pd
 
-from meterflow.configuration.config import Property
+from meterflow.configuration.config import Closure, Property
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -27,8 +28,14 @@ def public_holidays(country: str, region: str | None, years: range) -> holidays.
         return holidays.country_holidays(country, years=years)
 
 
-def calendar_rows(participant_id: str, prop: Property, hours: pd.DatetimeIndex) -> pd.DataFrame:
-    """One row per UTC hour with the property's local calendar attributes."""
+def calendar_rows(
+    participant_id: str,
+    prop: Property,
+    hours: pd.DatetimeIndex,
+    closures: list[Closure] | tuple[Closure, ...] = (),
+) -> pd.DataFrame:
+    """One row per UTC hour with the property's local calendar attributes; `closures`: the
+    property's and its participant's (Participant.closures_of)."""
     local = hours.tz_convert(prop.timezone)
     days = local.tz_localize(None).normalize()
     known = public_holidays(
@@ -37,11 +44,17 @@ def calendar_rows(participant_id: str, prop: Property, hours: pd.DatetimeIndex) 
     names = pd.Series([known.get(day.date()) for day in days], dtype="object")
     is_holiday = names.notna().to_numpy()
     minutes = local.hour * 60 + local.minute
+    reason = pd.Series(None, index=range(len(hours)), dtype="object")
+    for closure in closures:
+        shut = (days >= pd.Timestamp(closure.start)) & (days < pd.Timestamp(closure.end))
+        reason[shut] = closure.reason
+    is_closed = reason.notna().to_numpy()
     office = pd.Series(False, index=range(len(hours))).to_numpy()
     if prop.office_hours is not None:
         start, end = (_minutes(t) for t in (prop.office_hours.start, prop.office_hours.end))
         days_open = [WEEKDAYS.index(d) for d in prop.office_hours.days]
-        office = local.weekday.isin(days_open) & (minutes >= start) & (minutes < end) & ~is_holiday
+        office = local.weekday.isin(days_open) & (minutes >= start) & (minutes < end)
+        office = office & ~is_holiday & ~is_closed
     return pd.DataFrame(
         {
             "participant_id": participant_id,
@@ -54,6 +67,8 @@ def calendar_rows(participant_id: str, prop: Property, hours: pd.DatetimeIndex) 
             "is_holiday": is_holiday,
             "holiday_name": names.to_numpy(),
             "is_office_hours": office,
+            "is_closed": is_closed,
+            "closure_reason": reason.to_numpy(),
         }
     )
 

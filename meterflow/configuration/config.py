@@ -35,6 +35,16 @@ class OfficeHours(Frozen):
     end: str
 
 
+class Closure(Frozen):
+    """The building shut over [start, end) (local dates), with why; `region`: the closure of
+    every property of that region (a participant-wide closure; None: all of them)."""
+
+    start: date
+    end: date
+    reason: str
+    region: str | None = None
+
+
 class CsvFormat(Frozen):
     """How to read a CSV meter export."""
 
@@ -226,6 +236,7 @@ class Property(Frozen):
     region: str | None = None
     floor_area_m2: float
     office_hours: OfficeHours | None = None
+    closures: tuple[Closure, ...] = ()
     degree_day_base_c: float | None = None
     meters: tuple[Meter, ...]
 
@@ -239,6 +250,12 @@ class Participant(Frozen):
     mrv_settings: dict[str, str] = Field(default_factory=dict)
     # The notification block (`type-slug/name`) its alerts go to; None: the platform's.
     notify: str | None = None
+    closures: tuple[Closure, ...] = ()  # participant-wide, or of one region
+
+    def closures_of(self, prop: Property) -> list[Closure]:
+        """The property's own closures and those of the participant that apply to it."""
+        wide = [c for c in self.closures if c.region is None or c.region == prop.region]
+        return [*prop.closures, *wide]
 
     @property
     def meters(self) -> list[Meter]:

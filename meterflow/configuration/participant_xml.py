@@ -21,6 +21,7 @@ from meterflow.common.errors import ConfigError, ConfigIssue
 from meterflow.common.timeutil import parse_zone
 from meterflow.configuration.config import (
     WEATHER_VARIABLES,
+    Closure,
     CsvFormat,
     CsvSettings,
     EtlJob,
@@ -156,6 +157,7 @@ def _build(root: etree._Element, name: str) -> Participant:
             check(start < end, office, f"office hours start {start} is not before end {end}")
             office_hours = OfficeHours(days=tuple(office.get("days").split()), start=start, end=end)
         meters = [_meter(el, prop_el.get("id"), check) for el in prop_el.iterfind("meter")]
+        closures = [_closure(el, check) for el in prop_el.iterfind("closure")]
         properties.append(
             Property(
                 id=prop_el.get("id"),
@@ -165,12 +167,14 @@ def _build(root: etree._Element, name: str) -> Participant:
                 region=prop_el.get("region"),
                 floor_area_m2=float(prop_el.get("floorArea")),
                 office_hours=office_hours,
+                closures=tuple(closures),
                 degree_day_base_c=float(prop_el.get("degreeDayBase"))
                 if prop_el.get("degreeDayBase")
                 else None,
                 meters=tuple(meters),
             )
         )
+    wide = [_closure(el, check) for el in root.iterfind("closures/closure")]
     if issues:
         raise ConfigError(name, issues)
     mrv = root.find("mrv")
@@ -184,7 +188,23 @@ def _build(root: etree._Element, name: str) -> Participant:
         if mrv is None
         else {s.get("name"): s.get("value") for s in mrv.iterfind("setting")},
         notify=root.find("alerts").get("notify") if root.find("alerts") is not None else None,
+        closures=tuple(wide),
     )
+
+
+def _closure(el: etree._Element, check) -> Closure:
+    closure = Closure(
+        start=date.fromisoformat(el.get("from")),
+        end=date.fromisoformat(el.get("to")),
+        reason=el.get("reason"),
+        region=el.get("region"),
+    )
+    check(
+        closure.end > closure.start,
+        el,
+        f"closure to {closure.end} is not after from {closure.start}",
+    )
+    return closure
 
 
 def _meter(el: etree._Element, property_id: str, check) -> Meter:

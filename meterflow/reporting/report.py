@@ -21,6 +21,7 @@ from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HOUR, HourWindow
 from meterflow.reporting.schedule import ReportManifest, store_report
 from meterflow.warehouse.backend import Warehouse
+from meterflow.warehouse.views import MONTH, USE_PERIOD_SUMS
 
 PALETTE = ["#1f6f8b", "#e07a5f", "#81b29a", "#f2cc8f", "#3d405b", "#9c6644"]
 STYLE = """
@@ -150,11 +151,7 @@ class _Data:
         self.unconfigured = sorted(set(places.property_id) - configured)
         self.shares = wh.query(
             f"""SELECT property_id AS property,
-                       sum(CASE WHEN is_office_hours THEN kwh ELSE 0 END) AS office_kwh,
-                       sum(CASE WHEN NOT is_office_hours AND NOT is_holiday THEN kwh ELSE 0 END)
-                           AS out_of_hours_kwh,
-                       sum(CASE WHEN is_holiday THEN kwh ELSE 0 END) AS holiday_kwh,
-                       sum(kwh) AS kwh
+                       {USE_PERIOD_SUMS}, sum(kwh) AS kwh
                 FROM {t("v_energy_hourly")} WHERE {where}
                 GROUP BY property_id ORDER BY property_id""",
             args,
@@ -256,8 +253,6 @@ def _place(country: str, region: str | None) -> str:
 
 
 def _month(wh: Warehouse) -> str:
-    from meterflow.warehouse.views import MONTH
-
     return MONTH[wh.dialect]("local_date")
 
 
@@ -338,6 +333,7 @@ def _share_chart(shares: pd.DataFrame, unconfigured: list[str]) -> str:
             ("office_kwh", "office hours"),
             ("out_of_hours_kwh", "out of hours"),
             ("holiday_kwh", "public holidays"),
+            ("closed_kwh", "closed"),
         ]
     ):
         share = shares[column] / shares.kwh
@@ -345,7 +341,7 @@ def _share_chart(shares: pd.DataFrame, unconfigured: list[str]) -> str:
         left += share
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax.legend(frameon=False, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1))
+    ax.legend(frameon=False, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1))
     return _svg(fig) + none
 
 

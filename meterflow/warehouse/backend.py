@@ -124,17 +124,19 @@ class Warehouse(ABC):
         this version of them (a load may call it every time)."""
         if getattr(self, "_prepared", False):
             return self
-        statements = [t.ddl(self.dialect, self.table(t.name)) for t in TABLES.values()]
-        statements += view_statements(self.dialect, self.table)
-        version = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+        tables = [t.ddl(self.dialect, self.table(t.name)) for t in TABLES.values()]
+        views = view_statements(self.dialect, self.table)
+        version = hashlib.sha256("\n".join(tables + views).encode()).hexdigest()[:16]
         marker = self.table("meterflow_schema")
         self.execute(f"CREATE TABLE IF NOT EXISTS {marker} (version {TYPES[self.dialect]['text']})")
         if version not in set(self.query(f"SELECT version FROM {marker}")["version"]):
             from meterflow.warehouse.legacy import migrate  # it needs the MRV and job modules
 
-            for statement in statements:
+            for statement in tables:
                 self.execute(statement)
-            migrate(self)
+            migrate(self)  # before the views, which may read the columns it adds
+            for statement in views:
+                self.execute(statement)
             self.execute(f"DELETE FROM {marker} WHERE TRUE")
             self.execute(f"INSERT INTO {marker} VALUES (?)", [version])
         self._prepared = True

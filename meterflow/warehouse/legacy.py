@@ -1,6 +1,7 @@
-"""Tables an earlier Meterflow left in a warehouse, moved into today's when its schema changes,
-so that an upgrade loses no history: MRV jobs and tasks (`mrv_job`, `mrv_task`) now live with
-every meter job's in `meter_job` and `meter_task`."""
+"""What an earlier Meterflow left in a warehouse, brought up to today's schema when it changes,
+so that an upgrade loses no history: columns added since (nullable) are added to the tables, and
+MRV jobs and tasks (`mrv_job`, `mrv_task`) move in with every meter job's (`meter_job`,
+`meter_task`)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ import pandas as pd
 
 from meterflow.mrv.store import STAGE_OF
 from meterflow.warehouse.backend import Warehouse
-from meterflow.warehouse.schema import TABLES
+from meterflow.warehouse.schema import TABLES, TYPES
 
 LEGACY = ("mrv_task", "mrv_job")
 
 
 def migrate(wh: Warehouse) -> None:
-    """Move the legacy MRV job and task rows into meter_job and meter_task, then drop them."""
+    """Add the columns the tables lack; move the legacy MRV job and task rows into meter_job and
+    meter_task, then drop them."""
     if wh.dialect == "bigquery":  # MRV never ran there: its legacy tables are empty
         for name in LEGACY:
             wh.execute(f"DROP TABLE IF EXISTS {wh.table(name)}")
+        _add_columns(wh)
         return
+    _add_columns(wh)
     found = wh.query(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
         f"AND table_name IN ({', '.join('?' for _ in LEGACY)})",
@@ -74,3 +78,12 @@ def _errors(old) -> str | None:
             for e in json.loads(old)
         ]
     )
+
+
+def _add_columns(wh: Warehouse) -> None:
+    """Columns a table gained since the warehouse was made (all nullable), added empty."""
+    for table in TABLES.values():
+        for name, kind, nullable in table.columns:
+            if nullable:
+                column = f"{name} {TYPES[wh.dialect][kind]}"
+                wh.execute(f"ALTER TABLE {wh.table(table.name)} ADD COLUMN IF NOT EXISTS {column}")

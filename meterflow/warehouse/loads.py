@@ -149,7 +149,10 @@ def load_property_hours(wh: Warehouse, participant_id: str, rows: pd.DataFrame) 
 
 def load_calendar(wh: Warehouse, participant: Participant, hours: pd.DatetimeIndex) -> LoadCounts:
     """The local calendar of every property for the given hours."""
-    frames = [calendar_rows(participant.id, p, hours) for p in participant.properties]
+    frames = [
+        calendar_rows(participant.id, p, hours, participant.closures_of(p))
+        for p in participant.properties
+    ]
     return wh.upsert("dim_calendar", pd.concat(frames, ignore_index=True))
 
 

@@ -79,7 +79,8 @@ TABLES = {
             ("participant_id", "property_id", "hour_utc"),
             "participant_id text", "property_id text", "hour_utc ts", "local_date date",
             "local_hour int", "weekday int", "is_weekend bool", "is_holiday bool",
-            "holiday_name text?", "is_office_hours bool",
+            "holiday_name text?", "is_office_hours bool", "is_closed bool?",
+            "closure_reason text?",
         ),
         _table(
             "dim_emission_factor",

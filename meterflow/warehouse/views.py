@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+# kWh by how the building was used (v_energy_hourly.use_period): each hour counts once.
+USE_PERIOD_SUMS = ", ".join(
+    f"sum(CASE WHEN use_period = '{period}' THEN kwh ELSE 0 END) AS {period}_kwh"
+    for period in ("office", "out_of_hours", "holiday", "closed")
+)
 MONTH: dict[str, Callable[[str], str]] = {
     "duckdb": lambda x: f"CAST(date_trunc('month', {x}) AS DATE)",
     "postgres": lambda x: f"CAST(date_trunc('month', {x}) AS DATE)",
@@ -29,7 +34,13 @@ VIEWS: list[tuple[str, str]] = [
     (
         "v_energy_hourly",
         """SELECT h.participant_id, h.property_id, h.hour_utc, c.local_date, c.local_hour,
-               c.weekday, c.is_holiday, c.is_office_hours, h.value AS kwh, h.coverage, h.quality
+               c.weekday, c.is_holiday, c.is_office_hours,
+               COALESCE(c.is_closed, FALSE) AS is_closed, c.closure_reason,
+               CASE WHEN COALESCE(c.is_closed, FALSE) THEN 'closed'
+                    WHEN c.is_holiday THEN 'holiday'
+                    WHEN c.is_office_hours THEN 'office'
+                    ELSE 'out_of_hours' END AS use_period,
+               h.value AS kwh, h.coverage, h.quality
         FROM {t:fact_hourly} h JOIN {t:dim_calendar} c
           ON c.participant_id = h.participant_id AND c.property_id = h.property_id
          AND c.hour_utc = h.hour_utc
@@ -77,12 +88,9 @@ VIEWS: list[tuple[str, str]] = [
     ),
     (
         "v_office_hours_monthly",
-        """SELECT participant_id, property_id, {month:local_date} AS month,
-               sum(CASE WHEN is_office_hours THEN kwh ELSE 0 END) AS office_kwh,
-               sum(CASE WHEN NOT is_office_hours AND NOT is_holiday THEN kwh ELSE 0 END)
-                   AS out_of_hours_kwh,
-               sum(CASE WHEN is_holiday THEN kwh ELSE 0 END) AS holiday_kwh,
-               sum(kwh) AS kwh
+        """SELECT participant_id, property_id, {month:local_date} AS month, """
+        + USE_PERIOD_SUMS
+        + """, sum(kwh) AS kwh
         FROM {v:v_energy_hourly} GROUP BY participant_id, property_id, {month:local_date}""",
     ),
     (
