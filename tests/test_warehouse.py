@@ -46,3 +46,27 @@ def test_a_failed_load_leaves_nothing_behind(tmp_path):
         with pytest.raises(duckdb.ConstraintException):
             wh.upsert("fact_meter_hourly", bad)
         assert wh.query("SELECT count(*) AS n FROM fact_meter_hourly").n[0] == 0
+
+
+def test_a_warehouse_made_before_a_column_was_added_gets_it_and_keeps_its_rows(tmp_path):
+    """Columns added to a table since (dim_calendar's closures) are added on prepare, before the
+    views that read them are made; the rows already there stay."""
+    path = str(tmp_path / "old.duckdb")
+    with DuckDBWarehouse(path) as wh:
+        wh.prepare()
+        wh.execute(
+            "INSERT INTO dim_calendar VALUES ('acme', 'hq', TIMESTAMP '2026-04-01 00:00', "
+            "DATE '2026-04-01', 11, 2, FALSE, FALSE, NULL, TRUE, NULL, NULL)"
+        )
+    with duckdb.connect(path) as con:  # as an earlier version left it
+        con.execute("DROP VIEW v_energy_hourly CASCADE")
+        con.execute("ALTER TABLE dim_calendar DROP COLUMN closure_reason")
+        con.execute("ALTER TABLE dim_calendar DROP COLUMN is_closed")
+        con.execute("DELETE FROM meterflow_schema")
+    with DuckDBWarehouse(path) as wh:
+        wh.prepare()
+        rows = wh.query(
+            "SELECT is_office_hours, is_closed IS NULL AS unknown, closure_reason FROM dim_calendar"
+        )
+        assert rows.values.tolist() == [[True, True, None]]
+        assert wh.query("SELECT count(*) AS n FROM v_office_hours_monthly").n[0] == 0
