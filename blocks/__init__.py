@@ -11,6 +11,7 @@ import importlib
 _MODULES = {
     "BigQueryWarehouseBlock": "blocks.bigquery",
     "DuckDBWarehouseBlock": "blocks.warehouse",
+    "ElectricityMapsCredentials": "blocks.credentials",
     "GuardianPolicy": "blocks.guardian",
     "OpenMeteoSource": "blocks.credentials",
     "ParticipantStorage": "blocks.participant_storage",
@@ -26,6 +27,7 @@ _MODULES = {
 __all__ = [
     "BigQueryWarehouseBlock",
     "DuckDBWarehouseBlock",
+    "ElectricityMapsCredentials",
     "GuardianPolicy",
     "OpenMeteoSource",
     "ParticipantStorage",

@@ -36,6 +36,18 @@ class SolcastCredentials(Block):
         )
 
 
+class ElectricityMapsCredentials(Block):
+    """An Electricity Maps API token (sent as the `auth-token` header), for grid carbon
+    intensity of the zones its plan covers."""
+
+    _block_type_name = "Electricity Maps Credentials"
+    api_key: SecretStr = Field(description="Electricity Maps API token")
+    base_url: str = Field(default="https://api.electricitymaps.com")
+
+    def access(self, name: str) -> SourceAccess:
+        return SourceAccess(block=name, base_url=self.base_url, api_key=self.api_key)
+
+
 class OpenMeteoSource(Block):
     """Where to fetch weather (Open-Meteo needs no key; the URL can point at a mirror)."""
 

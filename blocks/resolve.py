@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks.credentials import OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
+from blocks.credentials import (
+    ElectricityMapsCredentials,
+    OpenMeteoSource,
+    SolcastCredentials,
+    WattwatchersCredentials,
+)
 from meterflow.collection.sources import SourceAccess
 from meterflow.common.errors import MeterflowError
 from meterflow.configuration.config import Meter
@@ -13,6 +18,7 @@ BLOCK_TYPES = {
     "wattwatchers": WattwatchersCredentials,
     "solcast": SolcastCredentials,
     "weather": OpenMeteoSource,
+    "electricitymaps": ElectricityMapsCredentials,
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.csv import CsvConnector
+from connectors.electricitymaps import ElectricityMapsConnector
 from connectors.nem12 import Nem12Connector
 from connectors.push import PushConnector
 from connectors.s3 import S3Connector
@@ -32,6 +33,7 @@ CONNECTOR_TYPES: dict[str, type] = {
         SolcastConnector,
         S3Connector,
         WeatherConnector,
+        ElectricityMapsConnector,
     )
 }
 # Connectors fed by the participant's own storage need no access and keep no state.
@@ -58,17 +60,24 @@ def connector_for(
     if access is None:
         raise ValueError(f"{caller}: no access resolved for a {kind} meter")
     key = access.api_key.get_secret_value() if access.api_key else None
-    client = HttpClient(
-        caller,
-        secrets=[key] if key else [],
-        headers={"Authorization": f"Bearer {key}"} if key else {},
-    )
+    client = HttpClient(caller, secrets=[key] if key else [], headers=auth_headers(kind, key))
     if kind == "wattwatchers":
         return WattwatchersConnector(client, access.base_url)
     if kind == "solcast":
         budget = CallBudget((state_dir or Path(".")) / "solcast-budget.json")
         return SolcastConnector(client, access, budget)
+    if kind == "electricitymaps":
+        return ElectricityMapsConnector(client, access.base_url)
     return WeatherConnector(client, access.base_url)
+
+
+def auth_headers(kind: str, key: str | None) -> dict[str, str]:
+    """How a source takes its key: in the header its connector names (`auth_header`, e.g.
+    Electricity Maps' `auth-token`), else as `Authorization: Bearer <key>`."""
+    if not key:
+        return {}
+    header = getattr(CONNECTOR_TYPES[kind], "auth_header", None)
+    return {header: key} if header else {"Authorization": f"Bearer {key}"}
 
 
 def health_thresholds(participant: Participant) -> dict[str, Thresholds]:

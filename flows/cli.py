@@ -21,6 +21,7 @@ from xml.sax.saxutils import quoteattr
 
 from connectors import FILE_CONNECTORS
 from connectors.nem12 import NEM_TIME
+from meterflow.aggregation.emission_factors import factor_gaps
 from meterflow.collection.collect import Connector, standardise_meter
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE
 from meterflow.common.errors import ConfigError, ConfigIssue, MeterflowError, SourceDataError
@@ -37,6 +38,7 @@ _DATA_TYPE_OF = {
     "temperature": "temperature",
     "count": "occupancy",
     "irradiance": "irradiance",
+    "carbon_intensity": "grid_intensity",
 }
 # `standardise` options that describe a meter, and the attribute of <csv> or <nem12> each sets.
 _CSV_OPTIONS = {
@@ -339,6 +341,7 @@ def _error(line: str) -> None:
 
 
 def _note(line: str) -> None:
+    sys.stdout.flush()
     print(f"note: {line}", file=sys.stderr)
 
 
@@ -360,6 +363,8 @@ def _validate(args) -> int:
                 f"{path}: OK ({participant.id}: {len(participant.properties)} properties, "
                 f"{meters} meters)"
             )
+            for warning in factor_gaps(participant, datetime.now(UTC).date()):
+                _note(f"{path}: {warning}")
     return 1 if failed else 0
 
 

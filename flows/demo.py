@@ -1,7 +1,7 @@
 """`make demo`: generate the example participants' files, dispatch them, show the warehouse.
 
-The API meters (Wattwatchers, Solcast, weather) are served by local emulators on 127.0.0.1, and
-the demo saves the blocks that point the example participants' meters at them.
+The API meters (Wattwatchers, Solcast, weather, Electricity Maps) are served by local emulators
+on 127.0.0.1, and the demo saves the blocks that point the example participants' meters at them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
-from blocks import GuardianPolicy, OpenMeteoSource, SolcastCredentials, WattwatchersCredentials
+from blocks import (
+    ElectricityMapsCredentials,
+    GuardianPolicy,
+    OpenMeteoSource,
+    SolcastCredentials,
+    WattwatchersCredentials,
+)
 from connectors import health_thresholds
+from emulators.electricitymaps import ElectricityMapsEmulator
 from emulators.guardian import GuardianEmulator
 from emulators.openmeteo import OpenMeteoEmulator
 from emulators.solcast import SolcastEmulator
@@ -41,6 +48,7 @@ from meterflow.warehouse.queries import property_summary
 DEMO_KEYS = {
     "wattwatchers": "key_" + "d3m0" * 8,
     "solcast": "demo-solcast-" + "5ec2e7" * 4,
+    "electricitymaps": "demo-emaps-" + "c4b0" * 4,
     "guardian": "demo-guardian-" + "9a55" * 4,
     # the demo device's Ed25519 key (base64 of 32 bytes), for signing MRV documents
     "device": base64.b64encode(hashlib.sha256(b"meterflow demo device").digest()).decode(),
@@ -62,10 +70,16 @@ def demo_sources(window: HourWindow = demo_data.WINDOW) -> Iterator[dict]:
             api_keys={DEMO_KEYS["solcast"]: [SOLCAST_SITE]}, seed=demo_data.SEED, now=window.end
         ),
         "weather": OpenMeteoEmulator(seed=demo_data.SEED),
+        "electricitymaps": ElectricityMapsEmulator(
+            api_keys={DEMO_KEYS["electricitymaps"]}, seed=demo_data.SEED, now=window.end
+        ),
         "guardian": GuardianEmulator(
             users={"meterflow": DEMO_KEYS["guardian"]}, policies={POLICY_TAG: POLICY_ID}
         ),
     }
+    # The grid-intensity source lacks six hours: carbon there falls back to the annual factor.
+    gap = window.start + timedelta(days=3)
+    emulators["electricitymaps"].hide(gap, gap + timedelta(hours=6))
     with ExitStack() as stack:
         for emulator in emulators.values():
             stack.enter_context(emulator)
@@ -76,6 +90,9 @@ def demo_sources(window: HourWindow = demo_data.WINDOW) -> Iterator[dict]:
             "acme-solcast", overwrite=True
         )
         OpenMeteoSource(base_url=emulators["weather"].url).save("open-meteo", overwrite=True)
+        ElectricityMapsCredentials(
+            api_key=DEMO_KEYS["electricitymaps"], base_url=emulators["electricitymaps"].url
+        ).save("acme-electricitymaps", overwrite=True)
         for participant in ("acme", "globex"):
             demo_policy(emulators["guardian"].url, participant).save(
                 f"{participant}-guardian", overwrite=True

@@ -202,6 +202,25 @@ def test_validate_reports_each_problem_on_stderr(tmp_path):
     assert second == "error: missing.xml: No such file or directory"
 
 
+def test_validate_warns_of_a_property_no_factor_table_covers(tmp_path):
+    """A property in Japan (no shipped factor) is valid but warned of: its carbon will be NULL."""
+    csv = '<csv path="exports/x/" kind="interval" unit="kWh"/>'
+    write(
+        tmp_path / "two.xml",
+        f"""<participant id="two" name="Two sites"><properties>
+  <property id="osaka" name="Osaka" timezone="Asia/Tokyo" country="JP" floorArea="100">
+    <meter id="o1" dataType="energy">{csv}</meter></property>
+  <property id="gent" name="Gent" timezone="Europe/Brussels" country="BE" floorArea="100">
+    <meter id="g1" dataType="energy">{csv}</meter></property>
+</properties></participant>""",
+    )
+    result = meterflow(tmp_path, "validate", "two.xml")
+    assert result.returncode == 0 and result.stdout.startswith("two.xml: OK")
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith("note: two.xml: property osaka: no emission factor for JP on ")
+    assert "NULL (not zero)" in warning
+
+
 def test_report_and_backfill_refuse_bad_options_in_one_line(tmp_path):
     bad_date = meterflow(
         tmp_path, "report", "--participant", "acme", "--from", "2026-13-01", "--to", "2026-04-02"

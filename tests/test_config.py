@@ -41,7 +41,8 @@ def test_examples_cover_two_participants_three_properties_two_zones_every_connec
     assert len(participants) == 2
     assert len(properties) >= 3
     assert len({p.timezone for p in properties}) >= 2
-    file_fed, api = {"csv", "nem12", "push"}, {"wattwatchers", "solcast", "weather"}
+    file_fed = {"csv", "nem12", "push"}
+    api = {"wattwatchers", "solcast", "weather", "electricitymaps"}
     assert file_fed | api <= {m.connector.type for m in meters}
 
 

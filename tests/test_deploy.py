@@ -116,11 +116,12 @@ def deploy_every_target(prefect_api, gcs_endpoint, oauth, tmp_path):
     ):
         prefect_cli(env, "work-pool", "create", "--type", kind, pool)
     registered = prefect_cli(env, "block", "register", "-m", "blocks")
-    assert "Successfully registered 8 blocks" in registered, registered
+    assert "Successfully registered 9 blocks" in registered, registered
     block_types = requests.post(f"{url}/block_types/filter", json={}, timeout=10).json()
     assert {
         "wattwatchers-credentials",
         "solcast-credentials",
+        "electricity-maps-credentials",
         "open-meteo-source",
         "guardian-policy",
         "meterflow-duckdb",

@@ -546,7 +546,7 @@ def test_meter_health_and_jobs_are_the_participants_own(portal):
         "SELECT meter_id, state FROM meter_health WHERE participant_id = 'acme' ORDER BY meter_id",
     )
     assert [(r["meter_id"], r["state"]) for r in found] == list(held.itertuples(index=False))
-    assert len(found) == 13 and {r["participant_id"] for r in found} == {"acme"}
+    assert len(found) == 14 and {r["participant_id"] for r in found} == {"acme"}
     jobs = portal.get("/api/v1/participants/acme/jobs", portal.tokens["acme"]).json()
     assert {j["type"] for j in jobs} == {"etl", "mrv"}
     assert {j["participant_id"] for j in jobs} == {"acme"}

@@ -4,6 +4,7 @@ test runs; `-m "not postgres"` runs the rest."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -31,4 +32,4 @@ def test_a_missing_postgres_server_stops_the_session_in_one_line():
     assert "passed" not in out.stdout and "failed" not in out.stdout
     rest = pytest_run("tests/test_warehouse_backends.py", "-m", "not postgres", postgres=closed)
     assert rest.returncode == 0, rest.stdout + rest.stderr
-    assert "4 passed, 4 deselected" in rest.stdout
+    assert re.search(r"\b4 passed, \d+ deselected", rest.stdout), rest.stdout

@@ -113,7 +113,9 @@ def downstream(readings, meter: Meter) -> None:
 @given(
     body=st.one_of(push_csv, push_json, st.binary(max_size=200)),
     name=st.sampled_from(["a.csv", "a.json", "a.CSV", "a.txt"]),
-    data_type=st.sampled_from(["energy", "solar", "temperature", "occupancy", "irradiance"]),
+    data_type=st.sampled_from(
+        ["energy", "solar", "temperature", "occupancy", "irradiance", "grid_intensity"]
+    ),
 )
 def test_the_push_parser_raises_only_its_own_errors(body, name, data_type):
     try:

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 
+from meterflow.aggregation.emission_factors import read_factors
 from meterflow.configuration.participant_xml import load_participant
 from meterflow.reporting.report import build_report, resolution
 from meterflow.warehouse import DuckDBWarehouse
@@ -36,12 +37,12 @@ def kpis(page: str) -> dict[str, str]:
     return dict(re.findall(r"<div class='kpi'><span>(.*?)</span><b>(.*?)</b></div>", page))
 
 
-def test_a_year_outside_australia_without_office_hours_reads_right(shared_data, tmp_path):
+def homes_report(shared_data, tmp_path, years: int, start: date, end: date):
     """Ausgrid customer 12's year (half-hourly kWh, general consumption and PV), as a home in
-    Belgium: no factor for BE is 'no factor', not 0 t; no office hours is 'not configured', not
-    100 % out of hours; a year is drawn per week, not as 366 overprinted days."""
+    Belgium, shifted by `years`: the report page and the carbon view's rows."""
     raw = pd.read_csv(shared_data / "ausgrid" / "customer12_2011-2012.csv", index_col=0)
-    hourly = raw.set_axis(pd.to_datetime(raw.index)).resample("h").sum()
+    hourly = raw.set_axis(pd.to_datetime(raw.index) + pd.DateOffset(years=years))
+    hourly = hourly.resample("h").sum()
     homes = load_participant(HOMES)
     hours = hourly.index.tz_localize("UTC")
     frames = []
@@ -66,22 +67,27 @@ def test_a_year_outside_australia_without_office_hours_reads_right(shared_data, 
         load_emission_factors(wh)
         load_calendar(wh, homes, hours)
         load_property_hours(wh, "homes", pd.concat(frames, ignore_index=True))
-        page = build_report(wh, "homes", date(2011, 7, 1), date(2012, 7, 1))
-        carbon = wh.query(
-            "SELECT (SELECT count(*) FROM v_carbon_hourly WHERE t_co2e IS NOT NULL) AS hourly, "
-            "(SELECT count(*) FROM v_carbon_monthly WHERE t_co2e IS NOT NULL) AS monthly, "
-            "(SELECT count(*) FROM v_carbon_hourly) AS hours"
-        ).iloc[0]
-    shown = kpis(page)
+        page = build_report(wh, "homes", start, end)
+        carbon = wh.query("SELECT * FROM v_carbon_hourly ORDER BY hour_utc")
     local = hours.tz_convert("Europe/Brussels")  # the report is in the property's local dates
-    in_window = (local >= pd.Timestamp("2011-07-01", tz=local.tz)) & (
-        local < pd.Timestamp("2012-07-01", tz=local.tz)
+    in_window = (local >= pd.Timestamp(start, tz=local.tz)) & (
+        local < pd.Timestamp(end, tz=local.tz)
     )
-    assert shown["Energy"] == f"{hourly.GC[in_window].sum():,.0f} kWh"
-    assert shown["Carbon"] == "no factor for BE"  # not "0.0 t CO2-e"
+    return page, carbon, hourly.GC[in_window]
+
+
+def test_a_year_outside_australia_without_office_hours_reads_right(shared_data, tmp_path):
+    """No factor for BE is 'no factor', not 0 t; no office hours is 'not configured', not
+    100 % out of hours; a year is drawn per week, not as 366 overprinted days."""
+    page, carbon, used = homes_report(shared_data, tmp_path, 0, date(2011, 7, 1), date(2012, 7, 1))
+    shown = kpis(page)
+    assert shown["Energy"] == f"{used.sum():,.0f} kWh"
+    # 2011-12 precedes every shipped Belgian factor (the first is EEA 2014).
+    assert shown["Carbon, location-based"] == "no factor for BE"  # not "0.0 t CO2-e"
+    assert shown["Carbon, market-based"] == "no factor for BE"
     assert shown["Out of hours"] == "not configured"  # not "100%"
     assert "No emission factor for BE" in page and "Office hours not configured for leuven" in page
-    assert (carbon.hourly, carbon.monthly, carbon.hours) == (0, 0, len(hours))  # NULL, never 0
+    assert carbon.t_co2e.isna().all() and carbon.market_t_co2e.isna().all()  # NULL, never 0
     assert resolution(date(2011, 7, 1), date(2012, 7, 1)) == "week"
     assert "<h2>Energy per property, per week</h2>" in page
     weeks = re.search(r"<h2>Energy per property.*?<tbody>(.*?)</tbody>", page, re.S).group(1)
@@ -89,3 +95,22 @@ def test_a_year_outside_australia_without_office_hours_reads_right(shared_data, 
     assert page.count("<svg") == 3  # energy, intensity, completeness: no carbon, split, delta
     assert resolution(date(2026, 4, 1), date(2026, 4, 15)) == "day"
     assert resolution(date(2020, 1, 1), date(2026, 1, 1)) == "month"
+
+
+def test_a_recent_year_in_belgium_reports_both_scopes_from_the_shipped_tables(
+    shared_data, tmp_path
+):
+    """The same home's year moved to 2023-24: location-based carbon from the shipped Belgian
+    grid factor, market-based from the Belgian residual mix (no contract), both in the report."""
+    start, end = date(2023, 7, 1), date(2024, 7, 1)
+    page, carbon, used = homes_report(shared_data, tmp_path, 12, start, end)
+    factors = read_factors()
+    current = factors[(factors.country == "BE") & factors.valid_to.isna()].set_index("method")
+    location, residual = current.scope2_kg_per_kwh[["location", "residual"]]
+    assert carbon.location_basis.eq("annual factor").all()
+    assert carbon.market_basis.eq("residual mix").all()
+    assert carbon.factor_edition.eq(current.edition["location"]).all()
+    shown = kpis(page)
+    assert shown["Carbon, location-based"] == f"{used.sum() * location / 1000:,.1f} t CO2-e"
+    assert shown["Carbon, market-based"] == f"{used.sum() * residual / 1000:,.1f} t CO2-e"
+    assert "No emission factor" not in page and page.count("<svg") == 4  # carbon drawn too

@@ -15,6 +15,7 @@ import pytest
 from blocks import PostgresWarehouseBlock
 from flows.demo import demo_sources
 from flows.dispatch import dispatch
+from meterflow.aggregation.emission_factors import read_factors
 from meterflow.common import demo_data
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow
@@ -164,13 +165,55 @@ def test_calendar_flags_across_dst_and_easter_in_sydney(loaded):
     assert thursday == pd.Timestamp("2026-04-01 21:00")
 
 
+def test_carbon_uses_the_grid_intensity_of_the_hour_where_the_source_had_it(
+    loaded, postgres, pg_schema
+):
+    """The demo's Sydney HQ has an Electricity Maps meter (AUS-NSW) whose source lacks six hours
+    (flows/demo.py): location-based carbon is kWh x that hour's intensity, and kWh x the NSW
+    annual factor in the six hours, on DuckDB and on PostgreSQL alike."""
+    from psycopg.conninfo import make_conninfo
+
+    from emulators.electricitymaps import ElectricityMapsEmulator
+    from meterflow.warehouse.postgres import PostgresWarehouse
+
+    gap = pd.date_range(WINDOW.start + pd.Timedelta(days=3), periods=6, freq="h").tz_localize(None)
+    emulator = ElectricityMapsEmulator(api_keys=set(), seed=demo_data.SEED, now=WINDOW.end)
+    nsw = read_factors().set_index(["country", "region", "method"]).loc[("AU", "NSW", "location")]
+    for wh in (
+        DuckDBWarehouse(loaded["duckdb"], read_only=True),
+        PostgresWarehouse(make_conninfo(**postgres), pg_schema),
+    ):
+        with wh:
+            rows = wh.query(
+                f"SELECT hour_utc, kwh, kg_co2e, location_basis FROM "
+                f"{wh.table('v_carbon_hourly')} WHERE property_id = 'syd-hq' ORDER BY hour_utc"
+            )
+        hours = pd.to_datetime(rows.hour_utc)
+        annual = hours.isin(gap)
+        assert annual.sum() == 6
+        assert rows.location_basis[annual].eq("annual factor").all()
+        assert rows.location_basis[~annual].eq("hourly intensity").all()
+        final = [h for h in hours[~annual] if not emulator.is_estimated(h.tz_localize("UTC"))]
+        served = pd.Series(
+            [emulator.intensity("AUS-NSW", h.tz_localize("UTC")) / 1000 for h in final],
+            index=final,
+        )
+        expected = rows.set_index(hours).kwh * nsw.scope2_kg_per_kwh
+        expected[served.index] = rows.set_index(hours).kwh[served.index] * served
+        measured = hours.isin(served.index) | annual
+        assert rows.kg_co2e[measured.values].tolist() == pytest.approx(
+            expected[hours[measured]].tolist(), rel=1e-9
+        )
+
+
 def test_carbon_is_energy_times_the_factor_valid_at_that_hour(tmp_path, monkeypatch):
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "emission_factors.csv").write_text(
-        "country,region,valid_from,valid_to,edition,scope2_kg_per_kwh,scope3_kg_per_kwh,source\n"
-        "AU,NSW,2025-07-01,2026-04-04,NGA 2025,0.64,0.04,test\n"
-        "AU,NSW,2026-04-05,,NGA 2026,0.60,0.04,test\n"
+        "country,region,method,valid_from,valid_to,edition,scope2_kg_per_kwh,scope3_kg_per_kwh,"
+        "publication,licence,source\n"
+        "AU,NSW,location,2025-07-01,2026-04-04,NGA 2025,0.64,0.04,NGA,CC BY 4.0,test\n"
+        "AU,NSW,location,2026-04-05,,NGA 2026,0.60,0.04,NGA,CC BY 4.0,test\n"
     )
     monkeypatch.setattr("meterflow.aggregation.emission_factors.CONFIGS", configs)
     participant = load_participant(demo_data.EXAMPLES / "acme.xml")

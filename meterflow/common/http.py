@@ -229,7 +229,13 @@ class HttpClient:
             return self.redact(response.text[:200]) or response.reason
         if isinstance(body, dict):
             status = body.get("response_status")
-            text = body.get("message") or body.get("reason") or (status or {}).get("message")
+            error = body.get("error")  # Electricity Maps: {"error": "..."}
+            text = (
+                body.get("message")
+                or body.get("reason")
+                or (status or {}).get("message")
+                or (error if isinstance(error, str) else None)
+            )
             return self.redact(str(text or body)[:300])
         return self.redact(str(body)[:300])
 

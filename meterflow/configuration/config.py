@@ -22,6 +22,7 @@ DEFAULT_AGGREGATION: dict[str, AggregationMethod] = {
     "outdoor_temperature": "mean",
     "occupancy": "sum",
     "irradiance": "mean",
+    "grid_intensity": "mean",
 }
 
 
@@ -43,6 +44,30 @@ class Closure(Frozen):
     end: date
     reason: str
     region: str | None = None
+
+
+class Instrument(Frozen):
+    """A contractual instrument of a supply contract: energy it covers, at its own rate."""
+
+    kind: Literal["green_power", "certificates", "ppa"]
+    share: float | None = None  # of the property's consumption
+    mwh: float | None = None  # per `per`, spread over that period's consumption pro rata
+    per: Literal["month", "year", "term"] = "term"
+    kg_per_kwh: float = 0.0
+    scheme: str | None = None
+
+
+class SupplyContract(Frozen):
+    """How a property buys electricity over [start, end) (local dates; None: open-ended).
+
+    Market-based carbon counts the instruments' energy at their rates and the rest at the
+    supplier's rate, or the residual mix when the supplier discloses none."""
+
+    start: date
+    end: date | None = None
+    name: str | None = None
+    supplier_kg_per_kwh: float | None = None
+    instruments: tuple[Instrument, ...] = ()
 
 
 class CsvFormat(Frozen):
@@ -117,6 +142,16 @@ class WeatherSettings(Frozen):
     longitude: float
 
 
+class ElectricityMapsSettings(Frozen):
+    """Hourly carbon intensity of an Electricity Maps grid zone (data type grid_intensity).
+    `direct` factors count combustion at the power plant only, as scope 2 location-based
+    reporting does; `lifecycle` adds upstream emissions (fuel supply, plant construction)."""
+
+    type: Literal["electricitymaps"] = "electricitymaps"
+    zone: str
+    emission_factor_type: Literal["direct", "lifecycle"] = "direct"
+
+
 ConnectorSettings = Annotated[
     CsvSettings
     | Nem12Settings
@@ -124,7 +159,8 @@ ConnectorSettings = Annotated[
     | WattwatchersSettings
     | SolcastSettings
     | S3Settings
-    | WeatherSettings,
+    | WeatherSettings
+    | ElectricityMapsSettings,
     Field(discriminator="type"),
 ]
 
@@ -237,6 +273,7 @@ class Property(Frozen):
     floor_area_m2: float
     office_hours: OfficeHours | None = None
     closures: tuple[Closure, ...] = ()
+    supply: tuple[SupplyContract, ...] = ()
     degree_day_base_c: float | None = None
     meters: tuple[Meter, ...]
 

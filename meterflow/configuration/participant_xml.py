@@ -12,6 +12,7 @@ import re
 import zoneinfo
 from datetime import date, datetime
 from functools import cache, partial
+from itertools import pairwise
 from pathlib import Path
 
 import xmlschema
@@ -24,7 +25,9 @@ from meterflow.configuration.config import (
     Closure,
     CsvFormat,
     CsvSettings,
+    ElectricityMapsSettings,
     EtlJob,
+    Instrument,
     Meter,
     MeterJob,
     MrvJob,
@@ -36,6 +39,7 @@ from meterflow.configuration.config import (
     PushSettings,
     S3Settings,
     SolcastSettings,
+    SupplyContract,
     WattwatchersSettings,
     WeatherSettings,
 )
@@ -158,6 +162,7 @@ def _build(root: etree._Element, name: str) -> Participant:
             office_hours = OfficeHours(days=tuple(office.get("days").split()), start=start, end=end)
         meters = [_meter(el, prop_el.get("id"), check) for el in prop_el.iterfind("meter")]
         closures = [_closure(el, check) for el in prop_el.iterfind("closure")]
+        supply = _supply(prop_el, check)
         properties.append(
             Property(
                 id=prop_el.get("id"),
@@ -168,6 +173,7 @@ def _build(root: etree._Element, name: str) -> Participant:
                 floor_area_m2=float(prop_el.get("floorArea")),
                 office_hours=office_hours,
                 closures=tuple(closures),
+                supply=supply,
                 degree_day_base_c=float(prop_el.get("degreeDayBase"))
                 if prop_el.get("degreeDayBase")
                 else None,
@@ -205,6 +211,60 @@ def _closure(el: etree._Element, check) -> Closure:
         f"closure to {closure.end} is not after from {closure.start}",
     )
     return closure
+
+
+INSTRUMENTS = {"greenPower": "green_power", "certificates": "certificates", "ppa": "ppa"}
+
+
+def _supply(prop_el: etree._Element, check) -> tuple[SupplyContract, ...]:
+    """The property's supply contracts, in date order; overlapping ones are refused."""
+    contracts = []
+    for el in prop_el.iterfind("supply"):
+        instruments = []
+        for item in el:
+            if item.tag not in INSTRUMENTS:
+                continue
+            share, mwh = item.get("share"), item.get("mwh")
+            check(
+                (share is None) != (mwh is None),
+                item,
+                f"supply from {el.get('from')}: <{item.tag}> needs exactly one of share or mwh",
+            )
+            instruments.append(
+                Instrument(
+                    kind=INSTRUMENTS[item.tag],
+                    share=float(share) if share is not None else None,
+                    mwh=float(mwh) if mwh is not None else None,
+                    per=item.get("per", "term"),
+                    kg_per_kwh=float(item.get("kgPerKwh", 0)),
+                    scheme=item.get("scheme"),
+                )
+            )
+        rate = el.get("supplierKgPerKwh")
+        contract = SupplyContract(
+            start=date.fromisoformat(el.get("from")),
+            end=date.fromisoformat(el.get("to")) if el.get("to") else None,
+            name=el.get("name"),
+            supplier_kg_per_kwh=float(rate) if rate is not None else None,
+            instruments=tuple(instruments),
+        )
+        check(
+            contract.end is None or contract.end > contract.start,
+            el,
+            f"supply to {contract.end} is not after from {contract.start}",
+        )
+        shares = sum(i.share or 0 for i in instruments)
+        check(shares <= 1 + 1e-9, el, f"supply from {contract.start}: shares add up to {shares:g}")
+        contracts.append((el, contract))
+    contracts.sort(key=lambda c: c[1].start)
+    for (_, before), (el, after) in pairwise(contracts):
+        check(
+            before.end is not None and before.end <= after.start,
+            el,
+            f"property {prop_el.get('id')}: supply from {after.start} overlaps the contract "
+            f"from {before.start}",
+        )
+    return tuple(c for _, c in contracts)
 
 
 def _meter(el: etree._Element, property_id: str, check) -> Meter:
@@ -261,9 +321,19 @@ def _meter(el: etree._Element, property_id: str, check) -> Meter:
             connector_el,
             f"weather gives {' or '.join(WEATHER_VARIABLES)}, not {data_type}",
         )
+    elif kind == "electricitymaps":
+        connector = ElectricityMapsSettings(
+            zone=a["zone"], emission_factor_type=a.get("emissionFactorType", "direct")
+        )
+        require(
+            data_type == "grid_intensity",
+            connector_el,
+            f"Electricity Maps gives grid_intensity (gCO2e/kWh of zone {connector.zone}), "
+            f"not {data_type}",
+        )
     else:
         connector = PushSettings()
-    if kind in ("wattwatchers", "solcast", "s3"):
+    if kind in ("wattwatchers", "solcast", "s3", "electricitymaps"):
         require(credentials is not None, el, f"a {kind} meter needs credentials (a block name)")
     bounds = _bounds(el, data_type, require)
     return Meter(

@@ -33,6 +33,7 @@ class MrvOutcome:
     status: str
     energy_kwh: float
     carbon_t: float | None
+    market_carbon_t: float | None = None
     why: str = ""
 
 
@@ -165,6 +166,7 @@ def outcome(record: Record, why: str = "") -> MrvOutcome:
         status=record.status,
         energy_kwh=round(x.energy_kwh, 3),
         carbon_t=round(x.carbon_t, 6) if x.carbon_t is not None else None,
+        market_carbon_t=round(x.market_carbon_t, 6) if x.market_carbon_t is not None else None,
         why=why or record.reasons or "",
     )
 

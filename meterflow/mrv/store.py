@@ -150,33 +150,34 @@ class MrvStore:
         new = replace(record, revision=revision, status="extracted")
         x = new.extraction
         with self.wh.transaction():
+            values = {
+                "record_id": new.record_id,
+                "revision": revision,
+                "participant_id": new.participant_id,
+                "job_id": new.job_id,
+                "meter_id": new.meter_id,
+                "device_id": new.device_id,
+                "period_start_utc": warehouse_time(new.period.start),
+                "period_end_utc": warehouse_time(new.period.end),
+                "schema_version": new.schema_version,
+                "energy_kwh": x.energy_kwh,
+                "carbon_t": x.carbon_t,
+                "factor_kg_per_kwh": x.factor_kg_per_kwh,
+                "factor_edition": x.factor_edition,
+                "market_carbon_t": x.market_carbon_t,
+                "market_basis": x.market_basis,
+                "hours_expected": x.hours_expected,
+                "hours_complete": x.hours_complete,
+                "hours_estimated": x.hours_estimated,
+                "coverage": x.coverage,
+                "status": "extracted",
+                "updated_utc": warehouse_time(now),
+            }
+            # Columns by name: a warehouse upgraded from an older release has them in another order.
             self.wh.execute(
-                f"INSERT INTO {self._t('mrv_record')} VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    new.record_id,
-                    revision,
-                    new.participant_id,
-                    new.job_id,
-                    new.meter_id,
-                    new.device_id,
-                    warehouse_time(new.period.start),
-                    warehouse_time(new.period.end),
-                    new.schema_version,
-                    x.energy_kwh,
-                    x.carbon_t,
-                    x.factor_kg_per_kwh,
-                    x.factor_edition,
-                    x.hours_expected,
-                    x.hours_complete,
-                    x.hours_estimated,
-                    x.coverage,
-                    "extracted",
-                    None,
-                    None,
-                    None,
-                    warehouse_time(now),
-                ],
+                f"INSERT INTO {self._t('mrv_record')} ({', '.join(values)}) "
+                f"VALUES ({', '.join('?' * len(values))})",
+                list(values.values()),
             )
             self._transition(new.record_id, revision, None, "extracted", reason, now)
         return new
@@ -342,6 +343,8 @@ def _record(row) -> Record:
             hours_expected=int(row["hours_expected"]),
             hours_complete=int(row["hours_complete"]),
             hours_estimated=int(row["hours_estimated"]),
+            market_carbon_t=optional("market_carbon_t"),
+            market_basis=optional("market_basis"),
         ),
         status=row["status"],
         reasons=optional("reasons"),

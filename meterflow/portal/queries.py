@@ -16,7 +16,7 @@ from meterflow.common.timeutil import HOUR, warehouse_time
 from meterflow.configuration.config import DEFAULT_AGGREGATION
 from meterflow.warehouse.backend import Warehouse
 from meterflow.warehouse.schema import TYPES
-from meterflow.warehouse.views import MONTH
+from meterflow.warehouse.views import TRUNCATE
 
 Granularity = Literal["hour", "day", "month"]
 Zone = Literal["local", "utc"]
@@ -128,7 +128,7 @@ def _dates(rows: pd.DataFrame, *columns: str) -> pd.DataFrame:
 
 def _period(dialect: str, granularity: Literal["day", "month"], zone: Zone) -> str:
     day = "c.local_date" if zone == "local" else UTC_DATE[dialect]("f.hour_utc")
-    return day if granularity == "day" else MONTH[dialect](day)
+    return day if granularity == "day" else TRUNCATE[dialect]("month", day)
 
 
 def check_owned(
@@ -144,7 +144,12 @@ def check_owned(
 
 
 def carbon_monthly(wh: Warehouse, participant_id: str) -> pd.DataFrame:
-    return _monthly(wh, participant_id, "v_carbon_monthly", "kwh, kg_co2e, t_co2e")
+    return _monthly(
+        wh,
+        participant_id,
+        "v_carbon_monthly",
+        "kwh, kg_co2e, t_co2e, market_kg_co2e, market_t_co2e",
+    )
 
 
 def _monthly(wh: Warehouse, participant_id: str, view: str, columns: str) -> pd.DataFrame:

@@ -9,8 +9,8 @@ warehouse. Checked, in the data type's standard unit:
 - value: a finite number (empty means missing and is fine; `inf` and `1e308` are not);
 - bounds per data type (`LIMITS`): energy and solar are not negative unless the meter is
   bidirectional, and their average power over an interval stays within the meter's rated kW;
-  temperatures, occupancy and irradiance stay within physical ranges. A meter overrides them in
-  its XML: `ratedKw`, `bidirectional`, `minValue`, `maxValue`.
+  temperatures, occupancy, irradiance and grid carbon intensity stay within physical ranges. A
+  meter overrides them in its XML: `ratedKw`, `bidirectional`, `minValue`, `maxValue`.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ LIMITS: dict[str, Limits] = {
     "occupancy": Limits(0.0, 1_000_000.0),
     # Thermopile pyranometers read a few W/m2 below zero at night; clear-sky peaks stay < 1500.
     "irradiance": Limits(-25.0, 2_000.0),
+    # Grid carbon intensity: 0 for an all-renewable or nuclear hour; lignite-fired power is about
+    # 1,200 gCO2e/kWh, so 3,000 leaves room for any real grid and refuses unit mix-ups.
+    "grid_intensity": Limits(0.0, 3_000.0),
 }
 
 

@@ -6,7 +6,7 @@ Standardised hourly readings, one row per meter-hour (the columns every later st
 |----------|-----------------------|-------------------------------------------------------------|
 | hour_utc | datetime64[ns, UTC]   | start of the hour                                           |
 | value    | float64               | in `unit`; energy is the kWh within the hour                |
-| unit     | str                   | the data type's standard unit (kWh, degC, persons, W/m2)    |
+| unit     | str                   | the data type's standard unit (kWh, degC, gCO2e/kWh, ...)   |
 | quality  | str                   | worst of what fed the hour: measured < interpolated <       |
 |          |                       | estimated < missing                                         |
 | coverage | float64               | fraction of the hour the source covered, 0..1               |

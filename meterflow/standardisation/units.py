@@ -14,6 +14,7 @@ DataType = Literal[
     "outdoor_temperature",
     "occupancy",
     "irradiance",
+    "grid_intensity",
 ]
 
 STANDARD_UNIT: dict[str, str] = {
@@ -24,6 +25,7 @@ STANDARD_UNIT: dict[str, str] = {
     "outdoor_temperature": "degC",
     "occupancy": "persons",
     "irradiance": "W/m2",
+    "grid_intensity": "gCO2e/kWh",  # emissions per kWh drawn from the grid
 }
 
 # Quantity a unit measures, and the factor to its standard unit (temperatures are affine).
@@ -43,6 +45,8 @@ _UNITS: dict[str, tuple[str, float]] = {
     "persons": ("count", 1.0),
     "W/m2": ("irradiance", 1.0),
     "kW/m2": ("irradiance", 1e3),
+    "gCO2e/kWh": ("carbon_intensity", 1.0),
+    "kgCO2e/kWh": ("carbon_intensity", 1e3),
 }
 _OFFSET = {"degF": -32.0, "K": -273.15}
 
@@ -55,11 +59,13 @@ ACCEPTED_QUANTITIES: dict[str, set[str]] = {
     "outdoor_temperature": {"temperature"},
     "occupancy": {"count"},
     "irradiance": {"irradiance"},
+    "grid_intensity": {"carbon_intensity"},
 }
 
 
 def quantity(unit: str) -> str:
-    """The physical quantity a unit measures: energy, power, temperature, count or irradiance."""
+    """The physical quantity a unit measures: energy, power, temperature, count, irradiance or
+    carbon_intensity."""
     try:
         return _UNITS[unit][0]
     except KeyError:
@@ -67,10 +73,14 @@ def quantity(unit: str) -> str:
 
 
 def standard_unit(unit: str) -> str:
-    """The unit that values in `unit` convert to: kWh, kW, degC, persons or W/m2."""
-    return {"energy": "kWh", "power": "kW", "temperature": "degC", "count": "persons"}.get(
-        quantity(unit), "W/m2"
-    )
+    """The unit that values in `unit` convert to: kWh, kW, degC, persons, W/m2 or gCO2e/kWh."""
+    return {
+        "energy": "kWh",
+        "power": "kW",
+        "temperature": "degC",
+        "count": "persons",
+        "carbon_intensity": "gCO2e/kWh",
+    }.get(quantity(unit), "W/m2")
 
 
 def to_standard(values: np.ndarray, unit: str) -> np.ndarray:

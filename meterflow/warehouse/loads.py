@@ -12,7 +12,7 @@ from meterflow.aggregation.calendar import calendar_rows
 from meterflow.aggregation.emission_factors import read_factors, refuse_silent_changes
 from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HourWindow, chunks, merge_windows, warehouse_time
-from meterflow.configuration.config import Participant
+from meterflow.configuration.config import Participant, Property
 from meterflow.hours.hourly_store import DAY_SCHEMA, day_key, read_days
 from meterflow.warehouse.backend import (
     LoadCounts,
@@ -80,7 +80,72 @@ def load_configurations(wh: Warehouse, participants: list[Participant], now) -> 
         wh.upsert("dim_participant", names)
         + _with_history(wh, "dim_property", "property_id", ids, properties, now)
         + _with_history(wh, "dim_meter", "meter_id", ids, meters, now)
+        + load_supply(wh, participants)
     )
+
+
+def load_supply(wh: Warehouse, participants: list[Participant]) -> LoadCounts:
+    """The properties' supply contracts as the XML says now: changed rows upserted, contracts
+    no longer in the XML deleted (a contract's dates are its history)."""
+    rows = pd.DataFrame(
+        [
+            {"participant_id": participant.id, "property_id": prop.id, **row}
+            for participant in participants
+            for prop in participant.properties
+            for row in _contract_rows(prop)
+        ],
+        columns=TABLES["dim_supply"].column_names,
+    )
+    key = ["participant_id", "property_id", "valid_from", "seq"]
+    stored = wh.query(
+        f"SELECT {', '.join(key)} FROM {wh.table('dim_supply')} WHERE participant_id IN "
+        f"({identifier_list([p.id for p in participants], 'participant id')})"
+    )
+    wanted = {(r.participant_id, r.property_id, r.valid_from, r.seq) for r in rows.itertuples()}
+    for gone in stored.itertuples(index=False):
+        item = (
+            gone.participant_id,
+            gone.property_id,
+            pd.Timestamp(gone.valid_from).date(),
+            gone.seq,
+        )
+        if item not in wanted:
+            wh.execute(
+                f"DELETE FROM {wh.table('dim_supply')} WHERE participant_id = ? "
+                "AND property_id = ? AND valid_from = ? AND seq = ?",
+                list(item),
+            )
+    return wh.upsert("dim_supply", rows) if not rows.empty else LoadCounts()
+
+
+def _contract_rows(prop: Property) -> list[dict]:
+    """Row 0 per contract is the contract (the supplier's rate of the rest); 1.. instruments."""
+    rows = []
+    for contract in prop.supply:
+        dates = {"valid_from": contract.start, "valid_to": contract.end}
+        common = {**dates, "contract_name": contract.name}
+        rows.append(
+            {
+                **common,
+                "seq": 0,
+                "instrument": "contract",
+                "kg_per_kwh": contract.supplier_kg_per_kwh,
+            }
+        )
+        rows += [
+            {
+                **common,
+                "seq": n,
+                "instrument": i.kind,
+                "share": i.share,
+                "mwh": i.mwh,
+                "per": None if i.share is not None else i.per,
+                "kg_per_kwh": i.kg_per_kwh,
+                "scheme": i.scheme,
+            }
+            for n, i in enumerate(contract.instruments, start=1)
+        ]
+    return rows
 
 
 def _with_history(

@@ -87,6 +87,16 @@ TABLES = {
             ("country", "region", "valid_from", "edition"),
             "country text", "region text", "valid_from date", "valid_to date?", "edition text",
             "scope2_kg_per_kwh float", "scope3_kg_per_kwh float?", "source text",
+            "method text?", "publication text?", "licence text?",
+        ),
+        # Supply contracts: per property and contract (its `from`), seq 0 is the contract (the
+        # supplier's rate of the rest, if disclosed) and 1.. its instruments.
+        _table(
+            "dim_supply",
+            ("participant_id", "property_id", "valid_from", "seq"),
+            "participant_id text", "property_id text", "valid_from date", "seq int",
+            "valid_to date?", "contract_name text?", "instrument text", "share float?",
+            "mwh float?", "per text?", "kg_per_kwh float?", "scheme text?",
         ),
         _table(
             "fact_meter_hourly",
@@ -144,7 +154,8 @@ TABLES = {
             "record_id text", "revision int", "participant_id text", "job_id text",
             "meter_id text", "device_id text", "period_start_utc ts", "period_end_utc ts",
             "schema_version int", "energy_kwh float", "carbon_t float?",
-            "factor_kg_per_kwh float?", "factor_edition text?", "hours_expected int",
+            "factor_kg_per_kwh float?", "factor_edition text?", "market_carbon_t float?",
+            "market_basis text?", "hours_expected int",
             "hours_complete int", "hours_estimated int", "coverage float", "status text",
             "reasons text?", "document_id text?", "confirmation text?", "updated_utc ts",
         ),

@@ -1,6 +1,6 @@
 """Derived metrics as views, written once in portable SQL and rendered per dialect.
 
-Only the month truncation differs between DuckDB/PostgreSQL and BigQuery; everything else is
+Only the month and year truncations differ between DuckDB/PostgreSQL and BigQuery; the rest is
 standard SQL (CASE instead of FILTER, GREATEST, window functions), so an analyst gets the same
 answers from every backend.
 """
@@ -14,21 +14,35 @@ USE_PERIOD_SUMS = ", ".join(
     f"sum(CASE WHEN use_period = '{period}' THEN kwh ELSE 0 END) AS {period}_kwh"
     for period in ("office", "out_of_hours", "holiday", "closed")
 )
-MONTH: dict[str, Callable[[str], str]] = {
-    "duckdb": lambda x: f"CAST(date_trunc('month', {x}) AS DATE)",
-    "postgres": lambda x: f"CAST(date_trunc('month', {x}) AS DATE)",
-    "bigquery": lambda x: f"DATE_TRUNC({x}, MONTH)",
+# Period starts per dialect: {month:EXPR} and {year:EXPR} in a view body.
+TRUNCATE: dict[str, Callable[[str, str], str]] = {
+    "duckdb": lambda unit, x: f"CAST(date_trunc('{unit}', {x}) AS DATE)",
+    "postgres": lambda unit, x: f"CAST(date_trunc('{unit}', {x}) AS DATE)",
+    "bigquery": lambda unit, x: f"DATE_TRUNC({x}, {unit.upper()})",
 }
+# The factor of a property's country and region (region '' is country-wide), latest edition.
+_FACTOR_JOIN = """LEFT JOIN {{v:v_emission_factor}} {a} ON {a}.country = p.country
+         AND {a}.region = COALESCE(p.region, '') AND {a}.method = '{method}'
+         AND e.local_date >= {a}.valid_from
+         AND ({a}.valid_to IS NULL OR e.local_date <= {a}.valid_to)
+        LEFT JOIN {{v:v_emission_factor}} {a}c ON {a}c.country = p.country AND {a}c.region = ''
+         AND {a}c.method = '{method}' AND e.local_date >= {a}c.valid_from
+         AND ({a}c.valid_to IS NULL OR e.local_date <= {a}c.valid_to)"""
 
-# (name, body) in dependency order; {t:NAME} is a table reference, {month:EXPR} a month start.
+# (name, body) in dependency order; {t:NAME} is a table, {v:NAME} a view, {month:EXPR} and
+# {year:EXPR} period starts.
 VIEWS: list[tuple[str, str]] = [
     ("v_property", "SELECT * FROM {t:dim_property} WHERE valid_to IS NULL"),
     ("v_meter", "SELECT * FROM {t:dim_meter} WHERE valid_to IS NULL"),
     (
         "v_emission_factor",
-        """SELECT f.* FROM {t:dim_emission_factor} f
+        """SELECT f.country, f.region, COALESCE(f.method, 'location') AS method, f.valid_from,
+               f.valid_to, f.edition, f.scope2_kg_per_kwh, f.scope3_kg_per_kwh, f.publication,
+               f.licence, f.source
+        FROM {t:dim_emission_factor} f
         WHERE f.edition = (SELECT max(g.edition) FROM {t:dim_emission_factor} g
                            WHERE g.country = f.country AND g.region = f.region
+                             AND COALESCE(g.method, 'location') = COALESCE(f.method, 'location')
                              AND g.valid_from = f.valid_from)""",
     ),
     (
@@ -47,20 +61,91 @@ VIEWS: list[tuple[str, str]] = [
         WHERE h.data_type = 'energy'""",
     ),
     (
+        # The energy each contractual instrument covers, hour by hour: a share of the hour, or
+        # its MWh per period spread over the period's consumption pro rata (at most all of it).
+        "v_supply_covered_hourly",
+        """SELECT e.participant_id, e.property_id, e.hour_utc, s.valid_from, s.seq,
+               s.instrument, s.scheme, s.kg_per_kwh,
+               CASE WHEN s.share IS NOT NULL THEN e.kwh * s.share
+                    WHEN s.mwh * 1000 >= sum(e.kwh) OVER w THEN e.kwh
+                    ELSE e.kwh * s.mwh * 1000 / sum(e.kwh) OVER w END AS covered_kwh
+        FROM {v:v_energy_hourly} e JOIN {t:dim_supply} s ON s.participant_id = e.participant_id
+         AND s.property_id = e.property_id AND s.seq > 0 AND e.local_date >= s.valid_from
+         AND (s.valid_to IS NULL OR e.local_date < s.valid_to)
+        WINDOW w AS (PARTITION BY e.participant_id, e.property_id, s.valid_from, s.seq,
+                     CASE s.per WHEN 'month' THEN {month:e.local_date}
+                                WHEN 'year' THEN {year:e.local_date}
+                                ELSE s.valid_from END)""",
+    ),
+    (
+        # Dual scope 2 (GHG Protocol). Location-based: the hour's grid intensity where a
+        # grid_intensity meter measured it, else the annual factor of the property's region (or
+        # country). Market-based: covered energy at its instruments' rates, the rest at the
+        # supplier's rate, else the residual mix, else (none published) the grid average.
+        # No factor: NULL carbon and a NULL basis, never zero.
         "v_carbon_hourly",
-        """SELECT e.participant_id, e.property_id, e.hour_utc, e.local_date, e.kwh,
-               f.scope2_kg_per_kwh, f.edition AS factor_edition,
-               e.kwh * f.scope2_kg_per_kwh AS kg_co2e, e.kwh * f.scope2_kg_per_kwh / 1000 AS t_co2e
+        """SELECT x.*, x.kwh * x.location_kg_per_kwh AS kg_co2e,
+               x.kwh * x.location_kg_per_kwh / 1000 AS t_co2e,
+               CASE WHEN x.covered_kwh > 0 AND x.kwh = x.covered_kwh THEN x.covered_kg
+                    ELSE x.covered_kg + (x.kwh - x.covered_kwh) * x.rest_kg_per_kwh
+               END AS market_kg_co2e,
+               CASE WHEN x.covered_kwh > 0 AND x.kwh = x.covered_kwh THEN x.covered_kg
+                    ELSE x.covered_kg + (x.kwh - x.covered_kwh) * x.rest_kg_per_kwh
+               END / 1000 AS market_t_co2e
+        FROM (
+        SELECT e.participant_id, e.property_id, e.hour_utc, e.local_date, e.kwh,
+               COALESCE(l.scope2_kg_per_kwh, lc.scope2_kg_per_kwh) AS scope2_kg_per_kwh,
+               COALESCE(l.edition, lc.edition) AS factor_edition,
+               g.value / 1000 AS hourly_kg_per_kwh,
+               COALESCE(g.value / 1000, l.scope2_kg_per_kwh, lc.scope2_kg_per_kwh)
+                   AS location_kg_per_kwh,
+               CASE WHEN g.value IS NOT NULL THEN 'hourly intensity'
+                    WHEN COALESCE(l.scope2_kg_per_kwh, lc.scope2_kg_per_kwh) IS NOT NULL
+                    THEN 'annual factor' END AS location_basis,
+               s.contract_name,
+               CASE WHEN c.covered_kwh IS NULL THEN 0 WHEN c.covered_kwh <= e.kwh
+                    THEN c.covered_kwh ELSE e.kwh END AS covered_kwh,
+               CASE WHEN c.covered_kwh IS NULL THEN 0 WHEN c.covered_kwh <= e.kwh
+                    THEN c.covered_kg ELSE c.covered_kg * e.kwh / c.covered_kwh END
+                   AS covered_kg,
+               COALESCE(s.kg_per_kwh, r.scope2_kg_per_kwh, rc.scope2_kg_per_kwh,
+                        l.scope2_kg_per_kwh, lc.scope2_kg_per_kwh) AS rest_kg_per_kwh,
+               CASE WHEN s.kg_per_kwh IS NOT NULL THEN 'supplier rate'
+                    WHEN COALESCE(r.scope2_kg_per_kwh, rc.scope2_kg_per_kwh) IS NOT NULL
+                    THEN 'residual mix'
+                    WHEN COALESCE(l.scope2_kg_per_kwh, lc.scope2_kg_per_kwh) IS NOT NULL
+                    THEN 'grid average (no residual mix)' END AS market_basis,
+               COALESCE(r.edition, rc.edition) AS residual_edition
         FROM {v:v_energy_hourly} e
         JOIN {v:v_property} p ON p.participant_id = e.participant_id
          AND p.property_id = e.property_id
-        LEFT JOIN {v:v_emission_factor} f ON f.country = p.country AND f.region = p.region
-         AND e.local_date >= f.valid_from AND (f.valid_to IS NULL OR e.local_date <= f.valid_to)""",
+        LEFT JOIN {t:fact_hourly} g ON g.participant_id = e.participant_id
+         AND g.property_id = e.property_id AND g.hour_utc = e.hour_utc
+         AND g.data_type = 'grid_intensity'
+        LEFT JOIN {t:dim_supply} s ON s.participant_id = e.participant_id
+         AND s.property_id = e.property_id AND s.seq = 0 AND e.local_date >= s.valid_from
+         AND (s.valid_to IS NULL OR e.local_date < s.valid_to)
+        LEFT JOIN (SELECT participant_id, property_id, hour_utc, sum(covered_kwh) AS covered_kwh,
+                          sum(covered_kwh * kg_per_kwh) AS covered_kg
+                   FROM {v:v_supply_covered_hourly}
+                   GROUP BY participant_id, property_id, hour_utc) c
+          ON c.participant_id = e.participant_id AND c.property_id = e.property_id
+         AND c.hour_utc = e.hour_utc
+        """
+        + _FACTOR_JOIN.format(a="l", method="location")
+        + "\n        "
+        + _FACTOR_JOIN.format(a="r", method="residual")
+        + ") x",
     ),
     (
         "v_carbon_monthly",
         """SELECT participant_id, property_id, {month:local_date} AS month, sum(kwh) AS kwh,
-               sum(kg_co2e) AS kg_co2e, sum(t_co2e) AS t_co2e
+               sum(kg_co2e) AS kg_co2e, sum(t_co2e) AS t_co2e,
+               sum(market_kg_co2e) AS market_kg_co2e, sum(market_t_co2e) AS market_t_co2e,
+               sum(covered_kwh) AS covered_kwh,
+               sum(CASE WHEN location_basis = 'hourly intensity' THEN 1 ELSE 0 END)
+                   AS hours_hourly_intensity,
+               sum(CASE WHEN location_basis IS NULL THEN kwh ELSE 0 END) AS kwh_without_factor
         FROM {v:v_carbon_hourly} GROUP BY participant_id, property_id, {month:local_date}""",
     ),
     (
@@ -161,7 +246,7 @@ def render(body: str, dialect: str, name_of: Callable[[str], str]) -> str:
         token, _, rest = tail.partition("}")
         kind, _, arg = token.partition(":")
         out.append(before)
-        out.append(MONTH[dialect](arg) if kind == "month" else name_of(arg))
+        out.append(TRUNCATE[dialect](kind, arg) if kind in ("month", "year") else name_of(arg))
     return "".join(out) + rest
 
 
