@@ -12,8 +12,9 @@ carbonIntensity (gCO2eq/kWh) of the hour starting at its `datetime`; an hourly r
 most 10 days, so a longer window is asked for in pages of 10 days; hours the source lacks are
 absent from `data` and stay missing (never zero). Recent hours are estimated (`isEstimated`) and
 revised later: they are kept with quality "estimated", and the raw log keeps each hourly record
-once, again only when the source revised it (a rerun of the window picks the revision up). An
-hour still missing is fetched again until the source had data `settle` (2 days) past it.
+once, again only when the source revised it. An hour still missing or estimated stays due, so
+the next dispatches ask for it again, until it is measured or the source had data `settle`
+(2 days) past it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ class ElectricityMapsConnector:
     type: ClassVar[str] = "electricitymaps"
     version: ClassVar[str] = "1"
     polls: ClassVar[bool] = False
-    # Estimates are revised within a day or two: a missing hour stays due that long.
+    # Estimates are revised within a day or two: a missing or estimated hour stays due that long
+    # (meterflow.collection.plan), so hourly dispatches pick up the measured values by themselves.
     settle: ClassVar[timedelta] = timedelta(days=2)
+    revises_estimates: ClassVar[bool] = True
     # Meter health defaults (the last hours arrive within the hour, as estimates): data this far
     # behind is late, this long without new data silent (an alert); a meter's XML may set its own.
     latency: ClassVar[timedelta] = timedelta(hours=6)

@@ -14,10 +14,11 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from connectors import connector_for
+from connectors import CONNECTOR_TYPES, connector_for
 from emulators.electricitymaps import PATH, ElectricityMapsEmulator
 from meterflow.collection.catalog import archived
 from meterflow.collection.collect import collect_meter
+from meterflow.collection.plan import plan_meters
 from meterflow.collection.sources import SourceAccess
 from meterflow.common.errors import ConfigError
 from meterflow.common.http import SourceRejected
@@ -282,6 +283,40 @@ def test_rerunning_a_window_archives_nothing_new_until_the_source_revises(
     hours = stored(storage, participant, "grid", window)
     assert set(hours.quality) == {"measured"}
     assert hours.value.to_dict() == {h: served(emaps, h) for h in window.hours()}
+
+
+def test_hourly_dispatches_replace_estimates_with_measured_values_by_themselves(
+    storage, participant, emaps
+):
+    """Dispatching every hour for a day and a half (plan, then collect what is due): hours
+    fetched as estimates stay due and are fetched again until the source has measured them;
+    one call per dispatch, and hours settled two days back are not asked again."""
+    grid = participant.meter("grid")
+    start = NOW - timedelta(days=3)
+    asked = []
+    for step in range(37):
+        now = NOW + step * HOUR
+        emaps.set_now(now)
+        before = len(calls(emaps))
+        for due in plan_meters(
+            storage,
+            participant,
+            HourWindow(start, now),
+            lambda m: CONNECTOR_TYPES[m.connector.type],
+        ):
+            if due.meter_id == "grid":
+                asked.append(due.window)
+                collect(storage, participant, "grid", access(emaps), due.window, now=now)
+        assert len(calls(emaps)) - before == 1
+    end = NOW + 36 * HOUR
+    hours = stored(storage, participant, "grid", HourWindow(start, end))
+    estimated = hours.index >= end - timedelta(hours=24)
+    assert set(hours.quality[~estimated]) == {"measured"}  # the first day's estimates revised
+    assert set(hours.quality[estimated]) == {"estimated"}
+    assert hours.value.to_dict() == {h: served(emaps, h) for h in hours.index}
+    # The last dispatch asked for no more than the previous one's 24 estimated hours and its own.
+    assert asked[-1].start == end - timedelta(hours=25)
+    assert grid.connector.zone == "BE"
 
 
 # The participant XML.

@@ -58,13 +58,16 @@ class Days:
             self._spans[key] = dict(tuple(rows.groupby("meter_id", sort=False)))
         return self._spans[key].get(meter.id, _EMPTY_DAY)
 
-    def complete(self, meter: Meter, start: datetime, end: datetime) -> np.ndarray:
+    def complete(
+        self, meter: Meter, start: datetime, end: datetime, estimates: bool = True
+    ) -> np.ndarray:
         """The meter's complete hours in [start, end), as int64 nanoseconds (computed for every
-        meter of the span at once)."""
-        key = ("complete", meter.data_type, pd.Timestamp(start), pd.Timestamp(end))
+        meter of the span at once); `estimates=False`: an estimated hour is not complete yet
+        (its source revises estimates)."""
+        key = ("complete", meter.data_type, pd.Timestamp(start), pd.Timestamp(end), estimates)
         if key not in self._spans:
             rows = self._range(meter.data_type, start, end)
-            rows = rows[is_complete(rows)]
+            rows = rows[is_complete(rows) & (estimates | (rows["quality"] != "estimated"))]
             hours = pd.Series(nanoseconds(rows["hour_utc"]), index=rows["meter_id"].to_numpy())
             self._spans[key] = {m: h.to_numpy() for m, h in hours.groupby(level=0, sort=False)}
         return self._spans[key].get(meter.id, _NO_HOURS)

@@ -32,7 +32,9 @@ def plan_meters(
     A meter with ETL jobs is planned only where the window meets them (its files may still
     hold other hours: they are kept).
     An incomplete hour stays due until it settles (meterflow.collection.catalog); then it is
-    final. Each day file is read once for all meters.
+    final. Where the source revises its estimates (`revises_estimates`), an estimated hour is
+    incomplete: asked again until it is measured or settles. Each day file is read once for
+    all meters.
     """
     catalog = catalog or read_catalog(storage)
     days = Days(storage)
@@ -44,7 +46,9 @@ def plan_meters(
         in_jobs = _in_etl_jobs(participant, meter, hours)
         if not in_jobs.any():
             continue
-        due = ~np.isin(hours_ns, days.complete(meter, window.start, window.end)) & in_jobs
+        estimates = not getattr(connector, "revises_estimates", False)
+        complete = days.complete(meter, window.start, window.end, estimates)
+        due = ~np.isin(hours_ns, complete) & in_jobs
         state = catalog.meters.get(meter.id)
         if state is not None and state.settled and due.any():
             due &= ~hours.isin(state.settled_hours(window))
