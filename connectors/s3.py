@@ -1,8 +1,10 @@
 """`s3`: meter files in an S3 bucket (and prefix), read with the csv or nem12 parser.
 
 Credentials come from a prefect-aws `AwsCredentials` block (resolved by the task layer into a
-boto3 client). Objects modified since a day before the window starts are considered, and the raw
-log's content hash tells which ones are new, so a file is copied into the raw log once.
+boto3 client). Objects modified since a day before the window starts are listed; one whose size,
+ETag and LastModified the catalog already holds from an archived run is not downloaded again
+(a dispatch with nothing new makes LIST calls only), and the raw log's content hash keeps a file
+that was rewritten with the same bytes from being archived twice.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class S3Connector:
     ) -> list[Payload]:
         settings = meter.connector
         since = window.start - LOOKBACK
+        seen = seen or {}
         payloads = []
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -56,12 +59,18 @@ class S3Connector:
                 for item in page.get("Contents", []):
                     if item["LastModified"] < since or item["Key"].endswith("/"):
                         continue
+                    source = f"s3://{settings.bucket}/{item['Key']}"
+                    version = {"size": item["Size"], "version": _version(item)}
+                    known = seen.get(source, {})
+                    if {k: known.get(k) for k in version} == version:
+                        continue  # archived as it is now: no GET
                     body = self.client.get_object(Bucket=settings.bucket, Key=item["Key"])
                     payloads.append(
                         Payload(
                             name=item["Key"].rsplit("/", 1)[-1],
                             data=body["Body"].read(),
-                            source=f"s3://{settings.bucket}/{item['Key']}",
+                            source=source,
+                            seen=version,
                         )
                     )
         except ClientError as exc:
@@ -80,3 +89,8 @@ class S3Connector:
         if isinstance(fmt, CsvFormat):
             return parse_csv(data, fmt)
         return parse_nem12(data, fmt.nmi, fmt.suffix)
+
+
+def _version(item: dict) -> str:
+    """What changes when an object is rewritten: its ETag and LastModified."""
+    return f"{item['ETag'].strip(chr(34))}@{item['LastModified'].isoformat()}"

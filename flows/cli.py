@@ -32,6 +32,7 @@ from meterflow.reporting.schedule import REPORT_EVERY_HOURS
 from meterflow.standardisation.readings import SourceReadings
 from meterflow.standardisation.units import STANDARD_UNIT, quantity
 
+WAREHOUSE_HELP = "a DuckDB file, or a warehouse block as type-slug/name (default: %(default)s)"
 _DATA_TYPE_OF = {
     "energy": "energy",
     "power": "energy",
@@ -179,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     back.add_argument("--chunk-days", type=_positive, default=7)
     back.add_argument("--data-root", default="data")
-    back.add_argument("--warehouse", default="data/warehouse.duckdb")
+    back.add_argument("--warehouse", default="data/warehouse.duckdb", help=WAREHOUSE_HELP)
     back.add_argument(
         "--shard-size", type=_positive, default=DEFAULT_SHARD_SIZE, help="meters per shard"
     )
@@ -190,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--from", dest="start", type=hour, help="default: the last 24 hours")
     dispatch.add_argument("--to", dest="end", type=hour)
     dispatch.add_argument("--data-root", default="data")
+    dispatch.add_argument("--warehouse", default="data/warehouse.duckdb", help=WAREHOUSE_HELP)
     dispatch.add_argument("--participant", action="append", dest="participants")
     dispatch.add_argument("--shard-size", type=_positive, default=DEFAULT_SHARD_SIZE)
     dispatch.add_argument(
@@ -612,6 +614,7 @@ def _dispatch(args) -> int:
             start=args.start,
             end=args.end,
             data_root=args.data_root,
+            warehouse=args.warehouse,
             participants=args.participants,
             shard_size=args.shard_size,
             report_every_hours=args.report_every_hours,

@@ -262,14 +262,24 @@ def test_dispatch_shows_the_meters_and_one_line_per_failure_without_prefects_log
     result = meterflow(
         tmp_path, "dispatch", "--from", DAY.start.isoformat(), "--to", DAY.end.isoformat(),
         "--data-root", "data", "--participant", "globex", "--participant", "initech",
+        "--warehouse", "elsewhere.duckdb",
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
+    assert (tmp_path / "elsewhere.duckdb").exists() and not (
+        data_root / "warehouse.duckdb"
+    ).exists()
     assert "Traceback" not in output and "| INFO" not in output and "| ERROR" not in output
     assert result.stdout.startswith("dispatch 2026-04-03T00Z..2026-04-04T00Z: globex, initech\n")
     assert "Dispatch: meters" in result.stdout
     for meter in ("mel-store-main", "per-dc-main", "per-dc-pv", "per-dc-outside"):
         assert f"│ globex      │ {meter}" in result.stdout
+    # A meter that failed got none of its 24 hours: they are missing, not "0 missing".
+    for meter in ("per-dc-pv", "per-dc-outside"):
+        row = (
+            f"│ globex      │ {meter:<14} │         0 │         0 │            0 │            24 │"
+        )
+        assert row in result.stdout
     assert "meter-hours new or changed; 3 failed." in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 3, result.stderr

@@ -30,6 +30,11 @@ CONFIG = """<participant id="acme" name="Acme">
       <meter id="s3-nem" dataType="energy" credentials="acme-aws">
         <s3 bucket="acme-meter-drop" prefix="nem12/"><nem12 nmi="QB00000001" suffix="E1"/></s3>
       </meter>
+      <meter id="s3-count" dataType="energy" credentials="acme-aws">
+        <s3 bucket="acme-meter-drop" prefix="count/">
+          <csv kind="interval" unit="kWh" intervalMinutes="30"/>
+        </s3>
+      </meter>
       <meter id="s3-missing" dataType="energy" credentials="acme-aws">
         <s3 bucket="no-such-bucket"><csv kind="interval" unit="kWh"/></s3>
       </meter>
@@ -103,3 +108,34 @@ def test_a_missing_bucket_fails_fast_naming_it_and_the_block(storage, s3_client)
         SourceRejected, match=r"\(block acme-aws\): s3://no-such-bucket/: NoSuchBucket"
     ):
         collect(storage, "s3-missing", s3_client)
+
+
+def test_a_dispatch_downloads_only_new_or_rewritten_objects(storage, s3_client):
+    """Counted as the client sends them: a rerun with nothing new lists the prefix but makes no
+    GET; rewriting one of two objects makes exactly one; its new hours reach the hourly store."""
+    sent: list[str] = []
+
+    def count(request, **_) -> None:
+        sent.append(request.method)
+
+    s3_client.meta.events.register("before-send.s3", count)
+    try:
+        for name, values in (("a.csv", [1, 2, 3, 4]), ("b.csv", [0, 0, 0, 0, 5, 6, 7, 8])):
+            s3_client.put_object(
+                Bucket="acme-meter-drop", Key=f"count/{name}", Body=interval_export(values)
+            )
+        runs = []
+        for rewrite in (None, None, "a.csv"):
+            if rewrite:
+                body = interval_export([10, 20, 30, 40])
+                s3_client.put_object(Bucket="acme-meter-drop", Key=f"count/{rewrite}", Body=body)
+            sent.clear()
+            participant, result = collect(storage, "s3-count", s3_client)
+            runs.append((sent.count("GET"), result.payloads_new))
+    finally:
+        s3_client.meta.events.unregister("before-send.s3", count)
+    # LIST is a GET too: one per dispatch; object downloads on top of it.
+    assert runs == [(1 + 2, 2), (1 + 0, 0), (1 + 1, 1)]
+    hours = read_hours(storage, participant.meter("s3-count"), WINDOW.days())
+    first = hours.set_index("hour_utc").value.loc["2026-04-01T00:00Z":"2026-04-01T01:00Z"]
+    assert first.tolist() == [30.0, 70.0]  # the rewritten a.csv: 10+20, 30+40

@@ -162,6 +162,9 @@ def collect_shard(
             del collection.consumed[consumed:]
             collection.sources = sources
             result.error = exc
+            result.hours_cached = len(
+                collection.days.complete(meter, mw.window.start, mw.window.end)
+            )
     collection.intake(works)
     for work in works:
         collection.scope(work)

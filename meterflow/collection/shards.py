@@ -39,6 +39,9 @@ class MeterOutcome:
         if result.error is not None:
             failed = cls.failed(result.participant, result.meter, result.error)
             failed.start, failed.end = window["start"], window["end"]
+            # Nothing came: every hour of its window that was not complete before is missing.
+            failed.hours_cached = result.hours_cached
+            failed.hours_missing = len(result.window.hours()) - result.hours_cached
             return failed
         outcome = cls(
             result.participant,
