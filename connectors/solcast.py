@@ -60,9 +60,8 @@ class SolcastConnector:
             return []
         limit = self.access.daily_call_limit or 10
         if not self.budget.take(self.access.key_id, limit, now):
-            raise SourceDeferred(
-                self.client.caller, f"daily budget of {limit} calls used; next call after 00:00 UTC"
-            )
+            spent = self.budget.spent(self.access.key_id, limit, now)
+            raise SourceDeferred(self.client.caller, f"{spent}; next call after 00:00 UTC")
         try:
             response = self.client.get(
                 f"{self.access.base_url.rstrip('/')}/rooftop_sites/{settings.site}/{settings.product}",
@@ -111,12 +110,13 @@ def _call_key(site: str) -> str:
 
 
 def _called_since(storage: Storage, site: str, moment: datetime) -> bool:
-    """Whether the site was asked since `moment` (kept apart from the raw log: an answer with
-    nothing new is not archived, but it still counts as a call)."""
+    """Whether the site was asked after `moment` (kept apart from the raw log: an answer with
+    nothing new is not archived, but it still counts as a call). A call exactly REFRESH ago
+    allows the next one: hourly dispatches call every 3 hours, not every 4."""
     key = _call_key(site)
     if not storage.exists(key):
         return False
-    return datetime.fromisoformat(json.loads(storage.read(key))["last_call"]) >= moment
+    return datetime.fromisoformat(json.loads(storage.read(key))["last_call"]) > moment
 
 
 def _record_call(storage: Storage, site: str, now: datetime) -> None:

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from connectors import connector_for
+from connectors import CONNECTOR_TYPES, connector_for
 from emulators.openmeteo import OpenMeteoEmulator
 from emulators.solcast import SolcastEmulator
 from emulators.wattwatchers import WattwatchersEmulator
 from meterflow.collection.collect import collect_meter
+from meterflow.collection.plan import plan_meters
 from meterflow.collection.sources import SourceAccess
 from meterflow.common.http import Caller, HttpClient, SourceRejected
 from meterflow.common.timeutil import HourWindow
@@ -228,7 +229,9 @@ def test_solcast_budget_is_shared_by_meters_of_one_key(storage, participant, sol
         for m in ("pv-1", "pv-2", "pv-3")
     ]
     assert [r.deferred is None for r in results] == [True, True, False]
-    assert "daily budget of 2 calls" in results[2].deferred
+    assert results[2].deferred.endswith(
+        "the daily budget of 2 calls is used (2 calls today); next call after 00:00 UTC"
+    )
     assert len(solcast.requests) == 2  # the third meter made no call
 
 
@@ -242,13 +245,42 @@ def test_solcast_daily_limit_answer_defers_until_midnight(storage, participant, 
         third = collect(storage, participant, "pv-2", access, window, tmp_path=tmp_path)
         assert first.deferred is None and first.hours_missing == 0
         assert "exceeded your free daily limit" in second.deferred
-        assert third.deferred and len(emulator.requests) == 2  # no call after the limit
+        assert len(emulator.requests) == 2  # no call after the limit, and it says why
+        assert third.deferred.endswith(
+            "the source answered 'daily limit' after 2 calls today; next call after 00:00 UTC"
+        )
         tomorrow = NOW + timedelta(days=1)
         emulator.set_now(tomorrow)
         again = collect(
             storage, participant, "pv-2", access, window, tmp_path=tmp_path, now=tomorrow
         )
         assert again.deferred is None and again.hours_missing == 0
+
+
+def test_solcast_is_asked_at_most_every_3_hours_over_a_day_of_hourly_dispatches(
+    storage, participant, solcast, tmp_path
+):
+    """24 hourly dispatches with a controlled clock (plan, then collect what is planned): each
+    site is called at most every 3 hours, 8 times, although most answers add nothing new to
+    the raw log (the call is recorded apart from the archive)."""
+    calls_per_dispatch = []
+    for step in range(24):
+        now = NOW + timedelta(hours=step)
+        solcast.set_now(now)
+        before = len(solcast.requests)
+        window = HourWindow(now - timedelta(days=1), now)
+        for due in plan_meters(
+            storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type]
+        ):
+            if due.meter_id == "pv-1":
+                result = collect(
+                    storage, participant, "pv-1", solcast_access(solcast, limit=10), due.window,
+                    tmp_path=tmp_path, now=now,
+                )  # fmt: skip
+                assert result.deferred is None and result.error is None
+        calls_per_dispatch.append(len(solcast.requests) - before)
+    assert calls_per_dispatch == [1, 0, 0] * 8
+    assert {r.path for r in solcast.requests} == {f"/rooftop_sites/{SITE}/estimated_actuals"}
 
 
 def test_solcast_busy_429_is_retried(storage, participant, solcast, tmp_path):

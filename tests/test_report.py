@@ -4,6 +4,7 @@ property outside Australia, with no office hours and no emission factor."""
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import UTC, date, datetime
 
 import pandas as pd
@@ -114,3 +115,45 @@ def test_a_recent_year_in_belgium_reports_both_scopes_from_the_shipped_tables(
     assert shown["Carbon, location-based"] == f"{used.sum() * location / 1000:,.1f} t CO2-e"
     assert shown["Carbon, market-based"] == f"{used.sum() * residual / 1000:,.1f} t CO2-e"
     assert "No emission factor" not in page and page.count("<svg") == 4  # carbon drawn too
+
+
+SOLAR_ONLY = b"""<participant id="sunny" name="Solar farm">
+  <properties>
+    <property id="farm" name="Farm" timezone="Australia/Brisbane" country="AU" region="QLD"
+              floorArea="10">
+      <meter id="pv" dataType="solar"><csv path="exports/pv/" kind="interval" unit="kWh"/></meter>
+    </property>
+  </properties>
+</participant>"""
+
+
+def test_a_participant_with_solar_meters_only_gets_a_report_without_nan_or_warnings(tmp_path):
+    sunny = load_participant(SOLAR_ONLY)
+    hours = pd.date_range("2026-04-01T00:00Z", periods=14 * 24, freq="h")
+    solar = pd.DataFrame(
+        {
+            "property_id": "farm",
+            "data_type": "solar",
+            "hour_utc": hours,
+            "value": 2.0,
+            "unit": "kWh",
+            "quality": "measured",
+            "coverage": 1.0,
+            "meters_reporting": 1,
+            "meters_expected": 1,
+        }
+    )
+    with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
+        load_configuration(wh, sunny, datetime(2026, 1, 1, tzinfo=UTC))
+        load_emission_factors(wh)
+        load_calendar(wh, sunny, hours)
+        load_property_hours(wh, "sunny", solar)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "invalid value encountered in scalar divide"
+            page = build_report(wh, "sunny", date(2026, 4, 2), date(2026, 4, 14))
+    text = re.sub(r"<svg.*?</svg>|<[^>]+>", " ", page, flags=re.DOTALL)
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE), text
+    shown = kpis(page)
+    assert shown["Energy"] == "no energy data"
+    assert shown["Intensity"] == "no energy data"
+    assert shown["Completeness"] == "no energy data"

@@ -58,6 +58,21 @@ class CallBudget:
             entry = state.get(key_id, {"day": today, "calls": 0})
             state[key_id] = {**entry, "day": today, "exhausted": True}
 
+    def spent(self, key_id: str, limit: int, now: datetime | None = None) -> str:
+        """Why `take` refused today: the source's own daily limit, or this budget's."""
+        entry = self._today(key_id, now)
+        calls = entry.get("calls", 0)
+        made = f"{calls} call{'' if calls == 1 else 's'} today"
+        if entry.get("exhausted"):
+            return f"the source answered 'daily limit' after {made}"
+        return f"the daily budget of {limit} calls is used ({made})"
+
+    def _today(self, key_id: str, now: datetime | None) -> dict:
+        today = (now or datetime.now(UTC)).date().isoformat()
+        with self._locked() as state:
+            entry = state.get(key_id, {})
+            return entry if entry.get("day") == today else {}
+
     def calls(self, key_id: str, day: date) -> int:
         with self._locked() as state:
             entry = state.get(key_id, {})

@@ -251,7 +251,7 @@ class _Data:
             return f"{carbon:,.1f} t CO2-e" + (f" (and {no_factor})" if self.without_factor else "")
 
         cards = [
-            ("Energy", f"{kwh:,.0f} kWh" if len(self.eui) else "no energy data"),
+            ("Energy", f"{kwh:,.0f} kWh"),
             ("Carbon, location-based", tonnes("t_co2e")),
             ("Carbon, market-based", tonnes("market_t_co2e")),
             ("Intensity", f"{kwh / area:,.2f} kWh/m2" if area else "no floor area"),
@@ -261,6 +261,8 @@ class _Data:
             ),
             ("Completeness", f"{self.completeness.completeness.mean():.1%}"),
         ]
+        if self.eui.empty:  # a participant with solar or weather meters only: nothing to divide
+            cards = [(name, "no energy data") for name, _ in cards]
         return (
             "<div class='kpis'>"
             + "".join(f"<div class='kpi'><span>{k}</span><b>{v}</b></div>" for k, v in cards)
