@@ -177,7 +177,7 @@ def _read_plain(files: list[bytes], settings: CsvFormat, errors: dict) -> tuple[
     tables = []
     for header, members in plain.items():
         body = b"".join(b if b.endswith(b"\n") else b + b"\n" for _, b, _ in members)
-        table = _pyarrow_read(header + b"\n" + body, header, settings.delimiter)
+        table = _pyarrow_read(header + b"\n" + body, header, settings)
         counts = [n for _, _, n in members]
         if table is None or table.num_rows != sum(counts):
             others += [i for i, _, _ in members]  # one of them is not plain after all
@@ -206,13 +206,19 @@ def _plain_parts(data: bytes, delimiter: str) -> tuple[bytes, bytes, int] | None
     return header, body, body.count(b"\n") + (not body.endswith(b"\n"))
 
 
-def _pyarrow_read(data: bytes, header: bytes, delimiter: str) -> pa.Table | None:
-    names = header.decode().rstrip("\r").split(delimiter)
-    options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
+def _pyarrow_read(data: bytes, header: bytes, settings: CsvFormat) -> pa.Table | None:
+    """The file's cells as text; only the time and value columns are kept when both are there
+    (a logger export's other columns would take several times the file's size in memory)."""
+    names = header.decode().rstrip("\r").split(settings.delimiter)
+    needed = [settings.timestamp_column, settings.value_column]
+    options = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string()),
+        include_columns=needed if set(needed) <= set(names) else None,
+    )
     try:
         return pacsv.read_csv(
             io.BytesIO(data),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            parse_options=pacsv.ParseOptions(delimiter=settings.delimiter),
             convert_options=options,
         )
     except pa.ArrowInvalid:
