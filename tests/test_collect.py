@@ -12,6 +12,7 @@ from connectors import connector_for
 from meterflow.aggregation.aggregate import aggregate_changes
 from meterflow.collection.catalog import archived
 from meterflow.collection.collect import collect_meter, window_key
+from meterflow.collection.rawlog import object_key
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.participant_xml import load_participant
 from meterflow.hours.hourly_store import read_hours, read_ledger
@@ -230,3 +231,25 @@ def test_submeters_are_kept_per_meter_but_not_added_to_the_property(storage):
     rows = aggregate_changes(storage, participant, changed).set_index("hour_utc")
     hour0 = pd.Timestamp("2026-04-01T00:00Z")
     assert rows.loc[hour0, ["value", "meters_reporting", "meters_expected"]].tolist() == [2.0, 1, 1]
+
+
+def test_a_large_export_is_archived_as_an_object_of_its_own_and_read_back_from_it(
+    storage, participant, monkeypatch
+):
+    """Above rawlog.LARGE (lowered here) the bytes are an object of their own, as fetched; the
+    run object does not hold them, and restandardising from the archive reads them back."""
+    monkeypatch.setattr("meterflow.collection.rawlog.LARGE", 100)
+    export = interval_export([1, 2, 3, 4, 5, 6, 7, 8])
+    storage.write("exports/main/day1.csv", export)
+    assert collect(storage, participant, "main").payloads_new == 1
+    (raw,) = archived(storage, participant.meter("main").id)
+    key = object_key(raw["sha256"])
+    assert storage.read(key) == export and raw["data"] == export
+    (run,) = [k for k in storage.list("raw/") if k.endswith(".zip")]
+    assert export not in storage.read(run)  # the run names it, it does not copy it
+    fixed = load_participant(
+        CONFIG.replace('unit="kWh" intervalMinutes', 'unit="Wh" intervalMinutes').encode()
+    )
+    main = collect(storage, fixed, "main", now=datetime(2026, 4, 3, tzinfo=UTC))
+    assert main.payloads_new == 0 and main.changed.value.tolist() == [0.003, 0.007, 0.011, 0.015]
+    assert storage.list("raw/objects/") == [key]  # written once

@@ -122,7 +122,7 @@ def test_a_refetched_payload_is_kept_beside_the_first_version(backend):
         run.add("m1", payload, None, run.started, "cfg")
         keys.append(run.write(acme, empty_day(), {}))
     assert acme.list("raw/") == keys and keys[0] != keys[1]
-    assert [read_run(acme, k).data(0) for k in keys] == [first.data, again.data]
+    assert [read_run(acme, k).data(acme, 0) for k in keys] == [first.data, again.data]
 
 
 def put_raw(storage, name: str, data: bytes) -> None:

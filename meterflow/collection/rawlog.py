@@ -11,7 +11,11 @@ never rewritten, holding
   configurations, export files seen), so a flow lost before it merged the run can be finished.
 
 A run writes one object however many meters and payloads it has: O(runs), not O(meters x days).
-The participant's catalog (meterflow.collection.catalog) indexes the payloads by meter and span.
+A payload larger than LARGE (a big export) is the exception: its bytes are an object of their own,
+`raw/objects/<sha256[:2]>/<sha256>`, written once, as fetched, before the run that names it (its
+row's `data` is then null); a run object stays small, and writing or merging it does not copy the
+export's bytes over and over. The participant's catalog (meterflow.collection.catalog) indexes the
+payloads by meter and span.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from meterflow.common.storage import Entry, Storage
 from meterflow.standardisation.readings import from_arrow
 
 PREFIX = "raw/"
+LARGE = 4 * 1024 * 1024  # bytes: a payload this large is archived as an object of its own
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")
 PAYLOAD_SCHEMA = pa.schema(
     [
@@ -117,8 +122,17 @@ class RunWriter:
         return len(self.rows) - 1
 
     def write(self, storage: Storage, hours: pd.DataFrame, manifest: dict) -> str:
-        """Write the run: its payloads, the hours it made and its manifest, in one object."""
-        payloads = pa.Table.from_pylist(self.rows, schema=PAYLOAD_SCHEMA)
+        """Write the run: its payloads, the hours it made and its manifest, in one object (the
+        bytes of large payloads first, each in an object of its own)."""
+        rows = []
+        for row in self.rows:
+            if len(row["data"]) > LARGE:
+                key = object_key(row["sha256"])
+                if not storage.exists(key):
+                    storage.write(key, row["data"])
+                row = {**row, "data": None}
+            rows.append(row)
+        payloads = pa.Table.from_pylist(rows, schema=PAYLOAD_SCHEMA)
         members = {
             # Uncompressed, not dictionary-encoded: each payload's bytes lie in the object as
             # fetched, so a search of the bucket (for a leaked key, say) sees them.
@@ -139,8 +153,17 @@ class RunFile:
     hours: pd.DataFrame
     manifest: dict
 
-    def data(self, row: int) -> bytes:
-        return self.payloads.column("data")[row].as_py()
+    def data(self, storage: Storage, row: int) -> bytes:
+        """The payload's bytes as fetched, from the run or from its own object."""
+        data = self.payloads.column("data")[row].as_py()
+        if data is None:
+            return storage.read(object_key(self.payloads.column("sha256")[row].as_py()))
+        return data
+
+
+def object_key(sha256: str) -> str:
+    """Where a large payload's bytes are: one object per content, never rewritten."""
+    return f"{PREFIX}objects/{sha256[:2]}/{sha256}"
 
 
 def read_run(storage: Storage, key: str, data: bool = True) -> RunFile:
@@ -167,7 +190,7 @@ class RunReader:
         return self._runs[key]
 
     def data(self, key: str, row: int) -> bytes:
-        return self.run(key).data(row)
+        return self.run(key).data(self.storage, row)
 
 
 def zipped(members: dict[str, bytes]) -> bytes:
