@@ -27,6 +27,7 @@ from meterflow.warehouse.loads import (
     load_property_hours,
 )
 from meterflow.warehouse.postgres import PostgresWarehouse
+from tests.test_report import property_hours
 
 HEADER = (
     "country,region,method,valid_from,valid_to,edition,scope2_kg_per_kwh,scope3_kg_per_kwh,"
@@ -56,19 +57,7 @@ def acme_with(supply: str, country: bytes = b'country="AU" region="NSW"'):
 
 
 def hourly(data_type: str, values, hours=HOURS, unit: str = "kWh") -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "property_id": "syd-hq",
-            "data_type": data_type,
-            "hour_utc": hours,
-            "value": values,
-            "unit": unit,
-            "quality": "measured",
-            "coverage": 1.0,
-            "meters_reporting": 1,
-            "meters_expected": 1,
-        }
-    )
+    return property_hours("syd-hq", data_type, hours, values, unit)
 
 
 @pytest.fixture

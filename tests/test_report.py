@@ -38,6 +38,23 @@ def kpis(page: str) -> dict[str, str]:
     return dict(re.findall(r"<div class='kpi'><span>(.*?)</span><b>(.*?)</b></div>", page))
 
 
+def property_hours(property_id: str, data_type: str, hours, values, unit: str = "kWh"):
+    """fact_hourly rows of one property and data type, measured and complete."""
+    return pd.DataFrame(
+        {
+            "property_id": property_id,
+            "data_type": data_type,
+            "hour_utc": hours,
+            "value": values,
+            "unit": unit,
+            "quality": "measured",
+            "coverage": 1.0,
+            "meters_reporting": 1,
+            "meters_expected": 1,
+        }
+    )
+
+
 def homes_report(shared_data, tmp_path, years: int, start: date, end: date):
     """Ausgrid customer 12's year (half-hourly kWh, general consumption and PV), as a home in
     Belgium, shifted by `years`: the report page and the carbon view's rows."""
@@ -46,23 +63,10 @@ def homes_report(shared_data, tmp_path, years: int, start: date, end: date):
     hourly = hourly.resample("h").sum()
     homes = load_participant(HOMES)
     hours = hourly.index.tz_localize("UTC")
-    frames = []
-    for data_type, values in (("energy", hourly.GC), ("solar", hourly.GG)):
-        frames.append(
-            pd.DataFrame(
-                {
-                    "property_id": "leuven",
-                    "data_type": data_type,
-                    "hour_utc": hours,
-                    "value": values.to_numpy(),
-                    "unit": "kWh",
-                    "quality": "measured",
-                    "coverage": 1.0,
-                    "meters_reporting": 1,
-                    "meters_expected": 1,
-                }
-            )
-        )
+    frames = [
+        property_hours("leuven", data_type, hours, values.to_numpy())
+        for data_type, values in (("energy", hourly.GC), ("solar", hourly.GG))
+    ]
     with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
         load_configuration(wh, homes, datetime(2011, 1, 1, tzinfo=UTC))
         load_emission_factors(wh)
@@ -130,19 +134,7 @@ SOLAR_ONLY = b"""<participant id="sunny" name="Solar farm">
 def test_a_participant_with_solar_meters_only_gets_a_report_without_nan_or_warnings(tmp_path):
     sunny = load_participant(SOLAR_ONLY)
     hours = pd.date_range("2026-04-01T00:00Z", periods=14 * 24, freq="h")
-    solar = pd.DataFrame(
-        {
-            "property_id": "farm",
-            "data_type": "solar",
-            "hour_utc": hours,
-            "value": 2.0,
-            "unit": "kWh",
-            "quality": "measured",
-            "coverage": 1.0,
-            "meters_reporting": 1,
-            "meters_expected": 1,
-        }
-    )
+    solar = property_hours("farm", "solar", hours, 2.0)
     with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
         load_configuration(wh, sunny, datetime(2026, 1, 1, tzinfo=UTC))
         load_emission_factors(wh)
