@@ -302,6 +302,14 @@ def _figure(width: float = 10, height: float = 3.6):
     return fig, ax
 
 
+def _why(text: str) -> str:
+    """A sentence saying what a chart cannot show, or nothing."""
+    return f"<p class='why'>{text}</p>" if text else ""
+
+
+NO_ENERGY = _why("No energy data in this window.")
+
+
 def resolution(start: date, end: date) -> str:
     """The step a window's charts are drawn at: days up to two months, weeks up to two years,
     months beyond, so that a chart holds at most about a hundred points."""
@@ -311,7 +319,7 @@ def resolution(start: date, end: date) -> str:
 
 def _daily_chart(periods: pd.DataFrame, step: str) -> str:
     if periods.empty:
-        return "<p class='why'>No energy data in this window.</p>"
+        return NO_ENERGY
     fig, ax = _figure()
     for i, (prop, rows) in enumerate(periods.groupby("property_id")):
         ax.plot(
@@ -340,14 +348,14 @@ def _eui_chart(eui: pd.DataFrame) -> str:
 
 
 def _share_chart(shares: pd.DataFrame, unconfigured: list[str]) -> str:
-    none = (
-        f"<p class='why'>Office hours not configured for {', '.join(unconfigured)}: "
-        "their energy is not split (set &lt;officeHours&gt; in the participant XML).</p>"
+    none = _why(
+        f"Office hours not configured for {', '.join(unconfigured)}: their energy is not split "
+        "(set &lt;officeHours&gt; in the participant XML)."
         if unconfigured
         else ""
     )
     if shares.empty:
-        return none or "<p class='why'>No energy data in this window.</p>"
+        return none or NO_ENERGY
     fig, ax = _figure(height=0.6 + 0.5 * len(shares))
     left = pd.Series(0.0, index=shares.index)
     for i, (column, label) in enumerate(
@@ -369,16 +377,16 @@ def _share_chart(shares: pd.DataFrame, unconfigured: list[str]) -> str:
 
 def _carbon_chart(carbon: pd.DataFrame, without_factor: list[str]) -> str:
     """Location- and market-based t CO2-e side by side per month, all properties together."""
-    none = (
-        f"<p class='why'>No emission factor for {', '.join(without_factor)}: energy there has "
-        "no carbon figure (not zero).</p>"
+    none = _why(
+        f"No emission factor for {', '.join(without_factor)}: energy there has no carbon "
+        "figure (not zero)."
         if without_factor
         else ""
     )
     months = carbon.groupby("month")[["t_co2e", "market_t_co2e"]].sum(min_count=1)
     months = months.dropna(how="all")
     if months.empty:
-        return none or "<p class='why'>No energy data in this window.</p>"
+        return none or NO_ENERGY
     fig, ax = _figure()
     labels = [pd.Timestamp(m).strftime("%b %Y") for m in months.index]
     x = np.arange(len(labels))
@@ -392,16 +400,16 @@ def _carbon_chart(carbon: pd.DataFrame, without_factor: list[str]) -> str:
     ax.tick_params(axis="x", labelrotation=90 if len(labels) > 6 else 0)
     ax.legend(frameon=False, ncol=2)
     hourly = carbon.kwh_hourly_intensity.sum() / carbon.kwh.sum() if carbon.kwh.sum() else 0
-    measured = (
-        f"<p class='why'>{hourly:.0%} of the energy has a measured hourly grid intensity; the "
-        "rest uses the annual factor.</p>"
+    measured = _why(
+        f"{hourly:.0%} of the energy has a measured hourly grid intensity; the rest uses the "
+        "annual factor."
         if hourly
         else ""
     )
     fallback = sorted(set(carbon.property[carbon.kwh_market_grid_average > 0]))
-    grid_average = (
-        f"<p class='why'>No residual mix is published for {', '.join(fallback)}: in the "
-        "market-based figure, energy no contract covers counts at the grid average.</p>"
+    grid_average = _why(
+        f"No residual mix is published for {', '.join(fallback)}: in the market-based figure, "
+        "energy no contract covers counts at the grid average."
         if fallback
         else ""
     )
@@ -410,7 +418,7 @@ def _carbon_chart(carbon: pd.DataFrame, without_factor: list[str]) -> str:
 
 def _delta_chart(delta: pd.DataFrame) -> str:
     if delta.empty:
-        return "<p class='why'>No property has both inside and outside temperature yet.</p>"
+        return _why("No property has both inside and outside temperature yet.")
     fig, ax = _figure(height=4)
     for i, (prop, rows) in enumerate(delta.groupby("property")):
         ax.scatter(rows.delta_c, rows.kwh, label=prop, color=PALETTE[i % len(PALETTE)], s=28)
@@ -422,7 +430,7 @@ def _delta_chart(delta: pd.DataFrame) -> str:
 
 def _completeness_chart(completeness: pd.DataFrame, step: str) -> str:
     if completeness.empty:
-        return "<p class='why'>No hours in this window.</p>"
+        return _why("No hours in this window.")
     days = pd.to_datetime(completeness.local_date)
     period = days if step == "day" else days.dt.to_period(step[0].upper()).dt.start_time
     by = [completeness.property_id, period.rename("period")]
