@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import ClassVar
 
+from meterflow.collection import rawlog
 from meterflow.collection.rawlog import Payload
 from meterflow.common.storage import Entry, Storage
 from meterflow.common.timeutil import HourWindow
@@ -72,6 +73,9 @@ class FileConnector:
                 **found,
             )
         try:
+            if entry.key is not None and entry.size > rawlog.LARGE:  # streamed, never whole
+                with storage.open(entry.key) as stream:
+                    return Payload(data=b"", stored=rawlog.archive_stream(storage, stream), **found)
             data = storage.read_entry(entry)
         except OSError as exc:  # left where it is: what cannot be read cannot be moved safely
             found["consumed"] = None

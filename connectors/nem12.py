@@ -8,12 +8,14 @@ the rows of its NMI and suffix. Timestamps are NEM time, UTC+10 all year (no DST
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
 import zipfile
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 import pandas as pd
 
@@ -28,6 +30,7 @@ QUALITY_METHOD = re.compile(r"[AEFNSV]\d{0,2}")
 # First letter of a quality method: Actual, Estimated, Final substituted, Null, Substituted.
 QUALITY = {"A": "measured", "E": "estimated", "F": "estimated", "S": "estimated", "N": "missing"}
 UNITS = {"KWH": "kWh", "WH": "Wh", "MWH": "MWh"}
+PART = 1024 * 1024  # bytes of a streamed file read at a time
 
 
 class Nem12Connector(FileConnector):
@@ -37,14 +40,42 @@ class Nem12Connector(FileConnector):
         settings = meter.connector
         return parse_nem12(data, settings.nmi, settings.suffix)
 
+    def parse_stream(self, stream: BinaryIO, name: str, meter: Meter) -> SourceReadings:
+        settings = meter.connector
+        return parse_nem12_stream(stream, settings.nmi, settings.suffix)
+
 
 def parse_nem12(data: bytes, nmi: str, suffix: str) -> SourceReadings:
     """Interval readings of one NMI register from a NEM12 file; empty if the file lacks it."""
+    return parse_nem12_stream(io.BytesIO(data), nmi, suffix)
+
+
+def parse_nem12_stream(
+    stream: BinaryIO, nmi: str, suffix: str, part_bytes: int = PART
+) -> SourceReadings:
+    """`parse_nem12` of a file read from a binary stream, `part_bytes` at a time: the file's
+    lines are read as they come, never all of its bytes or text at once.
+
+    A zip (starting "PK") is opened on the stream itself when it can seek, and its members are
+    read a part at a time; a stream that cannot seek is read whole first (zipfile needs to seek:
+    its directory is at the end), which is bounded by the zip's compressed size, not its text.
+    As when the whole file was decoded before it was read, a fault of the bytes (a zip that
+    cannot be read, text that is not UTF-8) is reported even after a bad record before it, and
+    even in what follows the 900 record."""
     rows: list[tuple[datetime, datetime, float, str, int]] = []
     unit = "kWh"
-    for text in _csv_texts(data):
-        found_unit = _read_register(text, nmi, suffix, rows)
-        unit = found_unit or unit
+    texts = _texts(stream, part_bytes)
+    for lines in texts:
+        try:
+            unit = _read_register(lines, nmi, suffix, rows) or unit
+            _drain(lines)  # what follows the 900 record
+        except (SourceDataError, csv.Error) as exc:
+            if getattr(exc, "line", 0) is None:  # the bytes' own fault: the first there is
+                raise
+            _drain(lines)  # a fault of the bytes after a bad record comes first
+            for rest in texts:
+                _drain(rest)
+            raise
     frame = pd.DataFrame(rows, columns=["start", "end", "value", "quality", "line"])
     for column in ("start", "end"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
@@ -52,26 +83,93 @@ def parse_nem12(data: bytes, nmi: str, suffix: str) -> SourceReadings:
     return SourceReadings("interval", unit, frame)
 
 
-def _csv_texts(data: bytes) -> list[str]:
-    if data[:2] == b"PK":
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                return [
-                    archive.read(n).decode("utf-8-sig")
-                    for n in archive.namelist()
-                    if not n.endswith("/")
-                ]
-        except zipfile.BadZipFile as exc:
-            raise SourceDataError(f"not a readable zip file: {exc}") from None
+def _texts(stream: BinaryIO, size: int) -> Iterator[Iterator[str]]:
+    """The lines of each text of the file: the file itself, or each member of a zip."""
+    head = b""
+    while len(head) < 2 and (more := stream.read(min(2 - len(head), size))):
+        head += more
+    if head != b"PK":
+        yield _lines(stream, size, head)
+        return
+    if getattr(stream, "seekable", lambda: False)():
+        stream.seek(-len(head), io.SEEK_CUR)
+    else:  # zipfile seeks: a stream that cannot is read whole (compressed: less than its text)
+        stream = io.BytesIO(head + b"".join(iter(lambda: stream.read(size), b"")))
     try:
-        return [data.decode("utf-8-sig")]
-    except UnicodeDecodeError as exc:
-        raise SourceDataError(f"not a text file: {exc}") from None
+        with zipfile.ZipFile(stream) as archive:
+            for name in archive.namelist():
+                if not name.endswith("/"):
+                    yield _member(archive, name, size)
+    except zipfile.BadZipFile as exc:
+        raise SourceDataError(f"not a readable zip file: {exc}") from None
 
 
-def _read_register(text: str, nmi: str, suffix: str, rows: list) -> str | None:
-    """Append the (start, end, kWh-or-unit value, quality) intervals of one register."""
-    lines = csv.reader(io.StringIO(text))
+def _member(archive: zipfile.ZipFile, name: str, size: int) -> Iterator[str]:
+    """A zip member's lines; a member that cannot be read (its checksum is checked at its
+    end) is reported before text in it that is not UTF-8, as when it was read whole first."""
+    try:
+        with archive.open(name) as member:
+            try:
+                yield from _lines(member, size)
+            except SourceDataError:
+                while member.read(size):
+                    pass
+                raise
+    except zipfile.BadZipFile as exc:
+        raise SourceDataError(f"not a readable zip file: {exc}") from None
+
+
+def _lines(stream: BinaryIO, size: int, head: bytes = b"") -> Iterator[str]:
+    """The lines of UTF-8 text (a byte order mark dropped), split as io.StringIO(text,
+    newline="") splits them (\\n, \\r\\n or \\r, kept), read `size` bytes at a time. Bytes that are
+    not UTF-8: "not a text file", saying what decoding the whole text says (same position)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    while len(head) < 3 and (more := stream.read(size)):
+        head += more
+    part = head[3:] if head.startswith(codecs.BOM_UTF8) else head
+    part, done, rest = part or stream.read(size), 0, ""  # done: bytes decoded (after the mark)
+    while True:
+        held = len(decoder.getstate()[0])  # bytes of a character begun in the last part
+        try:
+            text = rest + decoder.decode(part, final=not part)
+        except UnicodeDecodeError as exc:
+            raise SourceDataError(f"not a text file: {_decode_error(exc, done - held)}") from None
+        done += len(part)
+        if not part:
+            if text:
+                yield text
+            return
+        cr = text.endswith("\r")  # held back: it may begin \r\n
+        rest = ""
+        for line in io.StringIO(text[:-1] if cr else text, newline=""):
+            rest = line
+            if line.endswith(("\n", "\r")):
+                yield line
+                rest = ""
+        rest += "\r" if cr else ""
+        part = stream.read(size)
+
+
+def _decode_error(exc: UnicodeDecodeError, before: int) -> str:
+    """What `exc` says, its positions counted from the start of the text (`before` bytes of it
+    precede the bytes it was decoding)."""
+    start, end = before + exc.start, before + exc.end
+    if exc.end == exc.start + 1:
+        what = f"byte 0x{exc.object[exc.start]:02x} in position {start}"
+    else:
+        what = f"bytes in position {start}-{end - 1}"
+    return f"'{exc.encoding}' codec can't decode {what}: {exc.reason}"
+
+
+def _drain(lines: Iterator[str]) -> None:
+    for _ in lines:
+        pass
+
+
+def _read_register(text: Iterable[str], nmi: str, suffix: str, rows: list) -> str | None:
+    """Append the (start, end, kWh-or-unit value, quality) intervals of one register, reading
+    the records of a text's lines."""
+    lines = csv.reader(text)
     first = next(lines, None)
     if not first or first[0].strip() != "100" or len(first) < 2 or first[1].strip() != "NEM12":
         raise SourceDataError("not a NEM12 file: the first record must be 100,NEM12", line=1)

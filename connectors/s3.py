@@ -4,18 +4,21 @@ Credentials come from a prefect-aws `AwsCredentials` block (resolved by the task
 boto3 client). Objects modified since a day before the window starts are listed; one whose size,
 ETag and LastModified the catalog already holds from an archived run is not downloaded again
 (a dispatch with nothing new makes LIST calls only), and the raw log's content hash keeps a file
-that was rewritten with the same bytes from being archived twice.
+that was rewritten with the same bytes from being archived twice. An object larger than
+rawlog.LARGE is streamed into the raw log as it downloads and parsed from there in parts, so a
+large export is never held whole in memory.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from connectors.csv import parse_csv
-from connectors.nem12 import parse_nem12
+from connectors.csv import parse_csv, parse_csv_stream
+from connectors.nem12 import parse_nem12, parse_nem12_stream
+from meterflow.collection import rawlog
 from meterflow.collection.rawlog import Payload
 from meterflow.common.http import Caller, SourceRejected, SourceUnavailable
 from meterflow.common.storage import Storage
@@ -64,15 +67,13 @@ class S3Connector:
                     known = seen.get(source, {})
                     if {k: known.get(k) for k in version} == version:
                         continue  # archived as it is now: no GET
-                    body = self.client.get_object(Bucket=settings.bucket, Key=item["Key"])
-                    payloads.append(
-                        Payload(
-                            name=item["Key"].rsplit("/", 1)[-1],
-                            data=body["Body"].read(),
-                            source=source,
-                            seen=version,
-                        )
-                    )
+                    body = self.client.get_object(Bucket=settings.bucket, Key=item["Key"])["Body"]
+                    name = item["Key"].rsplit("/", 1)[-1]
+                    if item["Size"] > rawlog.LARGE:
+                        stored = rawlog.archive_stream(storage, body)
+                        payloads.append(Payload(name, b"", source, seen=version, stored=stored))
+                    else:
+                        payloads.append(Payload(name, body.read(), source, seen=version))
         except ClientError as exc:
             error = exc.response.get("Error", {})
             where = f"s3://{settings.bucket}/{settings.prefix}"
@@ -89,6 +90,12 @@ class S3Connector:
         if isinstance(fmt, CsvFormat):
             return parse_csv(data, fmt)
         return parse_nem12(data, fmt.nmi, fmt.suffix)
+
+    def parse_stream(self, stream: BinaryIO, name: str, meter: Meter) -> SourceReadings:
+        fmt = meter.connector.format
+        if isinstance(fmt, CsvFormat):
+            return parse_csv_stream(stream, fmt)
+        return parse_nem12_stream(stream, fmt.nmi, fmt.suffix)
 
 
 def _version(item: dict) -> str:

@@ -12,7 +12,9 @@ from prefect_aws import AwsCredentials
 from connectors import connector_for
 from meterflow.collection.catalog import archived
 from meterflow.collection.collect import collect_meter
+from meterflow.collection.rawlog import object_key
 from meterflow.common.http import SourceRejected
+from meterflow.common.storage import LocalStorage
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.participant_xml import load_participant
 from meterflow.hours.hourly_store import read_hours
@@ -32,6 +34,11 @@ CONFIG = """<participant id="acme" name="Acme">
       </meter>
       <meter id="s3-count" dataType="energy" credentials="acme-aws">
         <s3 bucket="acme-meter-drop" prefix="count/">
+          <csv kind="interval" unit="kWh" intervalMinutes="30"/>
+        </s3>
+      </meter>
+      <meter id="s3-big" dataType="energy" credentials="acme-aws">
+        <s3 bucket="acme-meter-drop" prefix="big/">
           <csv kind="interval" unit="kWh" intervalMinutes="30"/>
         </s3>
       </meter>
@@ -139,3 +146,49 @@ def test_a_dispatch_downloads_only_new_or_rewritten_objects(storage, s3_client):
     hours = read_hours(storage, participant.meter("s3-count"), WINDOW.days())
     first = hours.set_index("hour_utc").value.loc["2026-04-01T00:00Z":"2026-04-01T01:00Z"]
     assert first.tolist() == [30.0, 70.0]  # the rewritten a.csv: 10+20, 30+40
+
+
+@pytest.mark.parametrize("meter_id", ["s3-main", "s3-nem"])
+def test_a_large_object_is_streamed_into_the_raw_log_and_parsed_from_there(
+    tmp_path, s3_client, monkeypatch, meter_id
+):
+    """Above rawlog.LARGE (lowered here, with the chunk and part sizes, so there are many) an
+    object goes to the raw log as it downloads and is parsed from there: its hours are those of
+    an object read whole, its bytes are archived once, as fetched, and nothing is left staged."""
+    whole = LocalStorage(tmp_path / "whole", "acme")
+    _, expected = collect(whole, meter_id, s3_client)
+    monkeypatch.setattr("meterflow.collection.rawlog.LARGE", 100)
+    monkeypatch.setattr("meterflow.collection.rawlog.CHUNK", 64)
+    monkeypatch.setattr("connectors.csv.PART", 128)
+    streamed = LocalStorage(tmp_path / "streamed", "acme")
+    _, result = collect(streamed, meter_id, s3_client)
+    assert result.hours_missing == expected.hours_missing
+    assert result.changed.equals(expected.changed) and len(result.changed) > 0
+    (raw,) = archived(streamed, meter_id)
+    assert streamed.list("raw/objects/") == [object_key(raw["sha256"])]
+    assert raw["data"] == archived(whole, meter_id)[0]["data"]
+    (run,) = [k for k in streamed.list("raw/") if k.endswith(".zip")]
+    assert raw["data"] not in streamed.read(run)
+    _, again = collect(streamed, meter_id, s3_client)
+    assert (again.payloads_new, again.hours_new) == (0, 0)
+
+
+def test_a_large_object_that_cannot_be_read_is_quarantined_whole(storage, s3_client, monkeypatch):
+    """A streamed object is judged from the raw log like any other: a bad line in a later part
+    rejects it naming that line, it is quarantined byte for byte, and the meter's other object
+    still goes through."""
+    monkeypatch.setattr("meterflow.collection.rawlog.LARGE", 100)
+    monkeypatch.setattr("connectors.csv.PART", 64)
+    good = interval_export([1, 2, 3, 4, 5, 6, 7, 8])
+    bad = interval_export([1, 1, 1, 1, 1, 1]).replace(
+        b",1\n2026-04-01T02:30", b",x\n2026-04-01T02:30"
+    )
+    for name, body in (("good.csv", good), ("bad.csv", bad)):
+        s3_client.put_object(Bucket="acme-meter-drop", Key=f"big/{name}", Body=body)
+    participant, result = collect(storage, "s3-big", s3_client)
+    (rejected,) = result.rejected
+    assert "s3://acme-meter-drop/big/bad.csv:6: 'x' is not a number" in rejected
+    (kept,) = [k for k in storage.list("quarantine/s3-big/") if k.endswith("_bad.csv")]
+    assert storage.read(kept) == bad
+    stored = read_hours(storage, participant.meter("s3-big"), WINDOW.days())
+    assert stored.value.tolist() == [3.0, 7.0, 11.0, 15.0]

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
+import random
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 from urllib.request import url2pathname
@@ -46,6 +49,7 @@ def gcs_client(gcs_endpoint):
 
 
 BUCKETS = itertools.count()
+MiB = 1024 * 1024
 
 
 def bucket_storage(kind: str, participant: str, request):
@@ -100,6 +104,92 @@ def test_keys_that_could_escape_are_refused(backend, key):
         acme.write(key, b"x")
     with pytest.raises(InvalidIdentifier):
         acme.read(key)
+    with pytest.raises(InvalidIdentifier):
+        acme.open(key)
+    with pytest.raises(InvalidIdentifier):
+        acme.write_stream(key, [b"x"])
+    acme.write("raw/x.csv", b"x")
+    for source, target in ((key, "raw/y.csv"), ("raw/x.csv", key)):
+        with pytest.raises(InvalidIdentifier):
+            acme.move(source, target)
+    assert acme.list() == ["raw/x.csv"]
+
+
+def test_a_large_object_streams_in_and_out_without_being_whole_in_memory(backend):
+    """12 MiB written from 1 MiB chunks and read back in 1 MiB reads: more than one S3 part and
+    one GCS chunk, and neither side ever holds the whole object."""
+    acme = backend("acme")
+    sent, received = hashlib.sha256(), hashlib.sha256()
+
+    def chunks():
+        for i in range(12):
+            chunk = random.Random(i).randbytes(MiB)
+            sent.update(chunk)
+            yield chunk
+
+    acme.write_stream("raw/m1/export.csv", chunks())
+    size = 0
+    with acme.open("raw/m1/export.csv") as stream:
+        while piece := stream.read(MiB):
+            assert len(piece) <= MiB
+            size += len(piece)
+            received.update(piece)
+    assert size == 12 * MiB and received.hexdigest() == sent.hexdigest()
+
+
+def test_a_streamed_write_replaces_the_object_like_write(backend):
+    acme = backend("acme")
+    acme.write("raw/m1/day.csv", b"old")
+    acme.write_stream("raw/m1/day.csv", iter([b"t,v\n", b"", b"1,2\n"]))
+    assert acme.read("raw/m1/day.csv") == b"t,v\n1,2\n"
+    acme.write_stream("raw/m1/day.csv", [])
+    assert acme.read("raw/m1/day.csv") == b""
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_stream_that_fails_midway_leaves_the_old_object_or_none(backend):
+    """Past the first 8 MiB, so S3 has a multipart upload and GCS a resumable one under way."""
+    acme = backend("acme")
+    acme.write("raw/m1/export.csv", b"old")
+
+    def interrupted():
+        yield b"x" * (9 * MiB)
+        raise Interrupted("the meter portal hung up")
+
+    for key in ("raw/m1/export.csv", "raw/m1/new.csv"):
+        with pytest.raises(Interrupted):
+            acme.write_stream(key, interrupted())
+    assert acme.read("raw/m1/export.csv") == b"old"
+    assert acme.list() == ["raw/m1/export.csv"]
+    if isinstance(acme, LocalStorage):  # no temporary file left behind
+        assert os.listdir(acme.root / "raw/m1") == ["export.csv"]
+    if isinstance(acme, S3Storage):  # no incomplete upload left to pay for
+        assert "Uploads" not in acme.client.list_multipart_uploads(Bucket=acme.bucket)
+
+
+def test_opening_a_missing_object_fails_like_reading_it(backend):
+    acme = backend("acme")
+    for fetch in (acme.read, acme.open):
+        with pytest.raises(FileNotFoundError):
+            fetch("raw/m1/none.csv")
+
+
+def test_a_move_replaces_the_target_and_leaves_nothing_at_the_source(backend):
+    acme = backend("acme")
+    acme.write("inbox/m1/day.csv", b"new day")
+    acme.write("raw/m1/day.csv", b"old day")
+    acme.move("inbox/m1/day.csv", "raw/m1/day.csv")
+    assert acme.read("raw/m1/day.csv") == b"new day" and acme.list() == ["raw/m1/day.csv"]
+    acme.move("raw/m1/day.csv", "archive/2026/day.csv")  # to a folder not there yet
+    acme.move("archive/2026/day.csv", "archive/2026/day.csv")  # onto itself: kept
+    assert acme.list() == ["archive/2026/day.csv"]
+    assert acme.read("archive/2026/day.csv") == b"new day"
+    with pytest.raises(FileNotFoundError):
+        acme.move("inbox/m1/day.csv", "raw/m1/day.csv")
+    assert acme.list() == ["archive/2026/day.csv"]
 
 
 def test_participants_do_not_see_each_other(backend):

@@ -194,7 +194,7 @@ class Collection:
     # 2. parse and check, every meter's new payloads together
     def intake(self, works: list[Work]) -> None:
         items = [(w, p) for w in works for p in w.payloads]
-        groups, errors = parse_all([(w.meter, w.connector, p) for w, p in items])
+        groups, errors = parse_all([(w.meter, w.connector, p) for w, p in items], self.storage)
         meters = [w.meter for w, _ in items]
         kept = []
         for group in groups:
@@ -285,9 +285,9 @@ class Collection:
         """Payloads the meter's earlier configuration refused, judged again by the new one: those
         it accepts join the archive (the run object keeps its record of the refusal)."""
         for row in self._rejected_of(work.meter).itertuples():
-            payload = Payload(row.name, self.reader.data(row.run_key, row.row), row.source)
+            payload = self.reader.payload(row.run_key, row.row)
             try:
-                readings = read_payload(work.connector, payload, work.meter)
+                readings = read_payload(work.connector, payload, work.meter, self.storage)
                 check_readings(readings, work.meter, self.now)  # plausible under the new one
             except SourceDataError:
                 continue
@@ -332,17 +332,12 @@ class Collection:
         archive = self.catalog.payloads_within(around)
         work_of = {w.meter.id: w for w in todo}
         archived = [
-            (work_of[meter_id], Payload(name, self.reader.data(run_key, row), source))
-            for meter_id, name, source, run_key, row in zip(
-                archive["meter_id"],
-                archive["name"],
-                archive["source"],
-                archive["run_key"],
-                archive["row"],
-                strict=True,
+            (work_of[meter_id], self.reader.payload(run_key, row))
+            for meter_id, run_key, row in zip(
+                archive["meter_id"], archive["run_key"], archive["row"], strict=True
             )
         ]
-        groups, errors = parse_all([(w.meter, w.connector, p) for w, p in archived])
+        groups, errors = parse_all([(w.meter, w.connector, p) for w, p in archived], self.storage)
         for i, error in errors.items():
             w, payload = archived[i]
             w.result.rejected.append(f"{payload.source} (archived): {error}")
@@ -463,11 +458,12 @@ class Readings:
 
 
 def parse_all(
-    items: list[tuple[Meter, object, Payload]],
+    items: list[tuple[Meter, object, Payload]], storage: Storage
 ) -> tuple[list[Parsed], dict[int, SourceDataError]]:
     """Every payload parsed once: those of meters read alike (same connector and settings) in
-    one call of the connector's `parse_many` where it has one. Their readings in groups of one
-    kind and unit, and the error of each payload that could not be read."""
+    one call of the connector's `parse_many` where it has one (one streamed into the raw log is
+    parsed on its own, from there). Their readings in groups of one kind and unit, and the error
+    of each payload that could not be read."""
     errors: dict[int, SourceDataError] = {}
     groups: dict[str, list[int]] = {}
     for i, (meter, connector, payload) in enumerate(items):
@@ -481,29 +477,43 @@ def parse_all(
     singles: dict[tuple[str, str], list[pd.DataFrame]] = {}
     for members in groups.values():
         meter, connector, _ = items[members[0]]
-        if hasattr(connector, "parse_many"):
-            readings, failed = connector.parse_many(
-                [(items[i][2].data, items[i][2].name) for i in members], meter
-            )
-            numbers = pd.Series(members)
-            frame = readings.frame.assign(payload=numbers[readings.frame["file"]].to_numpy())
-            parsed.append(Parsed(readings.kind, readings.unit, frame.drop(columns="file")))
-            errors.update({members[n]: error for n, error in failed.items()})
+        if not hasattr(connector, "parse_many"):
+            for i in members:
+                read = read_safely(connector, items[i][2], meter, storage)
+                if isinstance(read, SourceDataError):
+                    errors[i] = read
+                else:
+                    frame = read.frame.assign(payload=i)
+                    singles.setdefault((read.kind, read.unit), []).append(frame)
             continue
-        for i in members:
-            read = read_safely(connector, items[i][2], meter)
+        together = [i for i in members if not items[i][2].stored]
+        readings, failed = connector.parse_many(
+            [(items[i][2].data, items[i][2].name) for i in together], meter
+        )
+        numbers = pd.Series(together, dtype="int64")
+        frames = [readings.frame.assign(payload=numbers[readings.frame["file"]].to_numpy())]
+        errors.update({together[n]: error for n, error in failed.items()})
+        for i in sorted(set(members) - set(together)):  # streamed ones, each from its object
+            read = read_safely(connector, items[i][2], meter, storage)
             if isinstance(read, SourceDataError):
                 errors[i] = read
             else:
-                singles.setdefault((read.kind, read.unit), []).append(read.frame.assign(payload=i))
+                frames.append(read.frame.assign(payload=i))
+        frame = frames[0].drop(columns="file")
+        if len(frames) > 1:  # in payload order: later ones win
+            frame = pd.concat([frame, *frames[1:]], ignore_index=True)
+            frame = frame.sort_values("payload", kind="stable", ignore_index=True)
+        parsed.append(Parsed(readings.kind, readings.unit, frame))
     for (kind, unit), frames in singles.items():
         parsed.append(Parsed(kind, unit, pd.concat(frames, ignore_index=True)))
     return parsed, errors
 
 
-def read_safely(connector, payload: Payload, meter: Meter) -> SourceReadings | SourceDataError:
+def read_safely(
+    connector, payload: Payload, meter: Meter, storage: Storage
+) -> SourceReadings | SourceDataError:
     try:
-        return read_payload(connector, payload, meter)
+        return read_payload(connector, payload, meter, storage)
     except SourceDataError as exc:
         return exc
 

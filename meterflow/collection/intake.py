@@ -60,16 +60,20 @@ def new_records(
         return None
     if len(fresh) < len(records):
         payload = replace(payload, data=connector.join_records(envelope, fresh))
-        readings = read_payload(connector, payload, meter)
+        readings = read_payload(connector, payload, meter, reader.storage)
     return payload, readings, len(records)
 
 
-def read_payload(connector, payload: Payload, meter: Meter) -> SourceReadings:
-    """Parse a payload; a refusal, or any failure no parser rule foresaw, is a SourceDataError."""
+def read_payload(connector, payload: Payload, meter: Meter, storage: Storage) -> SourceReadings:
+    """Parse a payload; a refusal, or any failure no parser rule foresaw, is a SourceDataError.
+    One streamed into the raw log is parsed from there, as a stream where the connector can."""
     if payload.refused:
         raise SourceDataError(payload.refused)
     try:
-        return connector.parse(payload.data, payload.name, meter)
+        if payload.stored and hasattr(connector, "parse_stream"):
+            with payload.open(storage) as stream:
+                return connector.parse_stream(stream, payload.name, meter)
+        return connector.parse(payload.read(storage), payload.name, meter)
     except SourceDataError:
         raise
     except Exception as exc:
@@ -79,14 +83,15 @@ def read_payload(connector, payload: Payload, meter: Meter) -> SourceReadings:
 def quarantine_key(meter_id: str, payload: Payload) -> str:
     """A key that is always valid, one per name and content (the original name is in the
     reason file)."""
-    digest = hashlib.sha256(payload.source.encode() + b"\0" + payload.data).hexdigest()[:16]
+    content = payload.sha.encode() if payload.stored else payload.data
+    digest = hashlib.sha256(payload.source.encode() + b"\0" + content).hexdigest()[:16]
     return f"quarantine/{meter_id}/{digest}_{safe_name(payload.name)}"
 
 
 def quarantine(storage: Storage, meter_id: str, payload: Payload, reason: str) -> str:
     """Keep rejected input beside a reason file, then take it out of the inbox."""
     key = quarantine_key(meter_id, payload)
-    storage.write(key, payload.data)
+    storage.write_stream(key, payload.chunks(storage))
     reason_file = {"source": payload.source, "name": payload.name, "reason": reason}
     storage.write(key + ".reason.json", json.dumps(reason_file, indent=2).encode())
     consume(storage, payload)

@@ -14,8 +14,10 @@ A run writes one object however many meters and payloads it has: O(runs), not O(
 A payload larger than LARGE (a big export) is the exception: its bytes are an object of their own,
 `raw/objects/<sha256[:2]>/<sha256>`, written once, as fetched, before the run that names it (its
 row's `data` is then null); a run object stays small, and writing or merging it does not copy the
-export's bytes over and over. The participant's catalog (meterflow.collection.catalog) indexes the
-payloads by meter and span.
+export's bytes over and over. A connector that can stream such a payload archives it as it
+downloads it (`archive_stream`), so its bytes are never held whole in memory; it is then parsed
+from the object. The participant's catalog (meterflow.collection.catalog) indexes the payloads by
+meter and span.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import json
 import re
 import uuid
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -38,6 +42,7 @@ from meterflow.standardisation.readings import from_arrow
 
 PREFIX = "raw/"
 LARGE = 4 * 1024 * 1024  # bytes: a payload this large is archived as an object of its own
+CHUNK = 1024 * 1024  # bytes of a streamed payload read at a time
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")
 PAYLOAD_SCHEMA = pa.schema(
     [
@@ -59,8 +64,17 @@ PAYLOAD_SCHEMA = pa.schema(
 
 
 @dataclass(frozen=True)
+class Stored:
+    """A payload's bytes archived already as an object of their own (see object_key)."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Payload:
-    """What a connector fetched: the bytes, a name, and where they came from (no secrets)."""
+    """What a connector fetched: the bytes (or, for a streamed one, where they are archived), a
+    name, and where they came from (no secrets)."""
 
     name: str
     data: bytes
@@ -68,10 +82,29 @@ class Payload:
     consumed: Entry | None = None  # an inbox entry to remove once the payload is safe
     refused: str | None = None  # why it is refused before it is parsed (a link, a bad name)
     seen: dict | None = None  # an export file's size and version, so an unchanged one is skipped
+    stored: Stored | None = None  # streamed into the raw log as it was fetched (`data` is b"")
 
     @property
     def sha(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        return self.stored.sha256 if self.stored else hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return self.stored.size if self.stored else len(self.data)
+
+    def open(self, storage: Storage) -> BinaryIO:
+        """The bytes as a stream, read from their object when they were streamed there."""
+        return storage.open(object_key(self.sha)) if self.stored else io.BytesIO(self.data)
+
+    def read(self, storage: Storage) -> bytes:
+        """The bytes whole (for what needs them so: an API reply, a quarantined copy of a small
+        payload)."""
+        return storage.read(object_key(self.sha)) if self.stored else self.data
+
+    def chunks(self, storage: Storage) -> Iterator[bytes]:
+        """The bytes in chunks, never all at once."""
+        with self.open(storage) as stream:
+            yield from chunked(stream)
 
 
 def safe_name(name: str) -> str:
@@ -109,14 +142,14 @@ class RunWriter:
                 "source": payload.source,
                 "fetched_at": fetched_at,
                 "sha256": payload.sha,
-                "bytes": len(payload.data),
+                "bytes": payload.size,
                 "status": "rejected" if error else "accepted",
                 "error": error,
                 "span_start": span[0] if span else None,
                 "span_end": span[1] if span else None,
                 "records_fetched": records_fetched,
                 "made_with": made_with,
-                "data": payload.data,
+                "data": None if payload.stored else payload.data,
             }
         )
         return len(self.rows) - 1
@@ -126,7 +159,7 @@ class RunWriter:
         bytes of large payloads first, each in an object of its own)."""
         rows = []
         for row in self.rows:
-            if len(row["data"]) > LARGE:
+            if row["data"] is not None and len(row["data"]) > LARGE:
                 key = object_key(row["sha256"])
                 if not storage.exists(key):
                     storage.write(key, row["data"])
@@ -153,17 +186,54 @@ class RunFile:
     hours: pd.DataFrame
     manifest: dict
 
+    def payload(self, row: int) -> Payload:
+        """The archived payload: its bytes, or where they are when they are an object of their
+        own (read them with `Payload.open`, `read` or `chunks`)."""
+        name, source, sha, size, data = (
+            self.payloads.column(c)[row].as_py()
+            for c in ("name", "source", "sha256", "bytes", "data")
+        )
+        if data is None:
+            return Payload(name, b"", source, stored=Stored(sha, size))
+        return Payload(name, data, source)
+
     def data(self, storage: Storage, row: int) -> bytes:
         """The payload's bytes as fetched, from the run or from its own object."""
-        data = self.payloads.column("data")[row].as_py()
-        if data is None:
-            return storage.read(object_key(self.payloads.column("sha256")[row].as_py()))
-        return data
+        return self.payload(row).read(storage)
 
 
 def object_key(sha256: str) -> str:
     """Where a large payload's bytes are: one object per content, never rewritten."""
     return f"{PREFIX}objects/{sha256[:2]}/{sha256}"
+
+
+def chunked(stream: BinaryIO) -> Iterator[bytes]:
+    """A stream's bytes, CHUNK at a time."""
+    while chunk := stream.read(CHUNK):
+        yield chunk
+
+
+def archive_stream(storage: Storage, stream: BinaryIO) -> Stored:
+    """Archive a stream's bytes as they arrive as an object of their own, never holding them
+    whole: they are written under a staging key while their hash is taken, then moved to their
+    content's key (or dropped there if the log holds that content already)."""
+    digest, size = hashlib.sha256(), 0
+
+    def counted() -> Iterator[bytes]:
+        nonlocal size
+        for chunk in chunked(stream):
+            digest.update(chunk)
+            size += len(chunk)
+            yield chunk
+
+    staging = f"{PREFIX}objects/incoming/{uuid.uuid4().hex}"
+    storage.write_stream(staging, counted())
+    stored = Stored(digest.hexdigest(), size)
+    if storage.exists(object_key(stored.sha256)):
+        storage.delete(staging)
+    else:
+        storage.move(staging, object_key(stored.sha256))
+    return stored
 
 
 def read_run(storage: Storage, key: str, data: bool = True) -> RunFile:
@@ -188,6 +258,9 @@ class RunReader:
         if key not in self._runs:
             self._runs[key] = read_run(self.storage, key)
         return self._runs[key]
+
+    def payload(self, key: str, row: int) -> Payload:
+        return self.run(key).payload(row)
 
     def data(self, key: str, row: int) -> bytes:
         return self.run(key).data(self.storage, row)

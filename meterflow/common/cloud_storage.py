@@ -3,22 +3,28 @@
 One bucket per participant in production, so bucket permissions isolate participants; keys are
 checked exactly as for the local backend. Objects that outsiders put in an inbox may have any
 name: `scan` lists them as they are, so that they can be read once and moved to quarantine.
-Objects are written whole (a PUT replaces an object atomically), so a reader sees the old object
-or the new one, never a part.
+Objects are written whole (a PUT replaces an object atomically, and a streamed upload appears only
+once complete), so a reader sees the old object or the new one, never a part.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
+from boto3.s3.transfer import TransferConfig
 from google.api_core.exceptions import NotFound
 from google.auth.credentials import Signing
 from google.auth.transport.requests import Request as GoogleRequest
 
 from meterflow.common.storage import Entry
 from meterflow.configuration.ids import check_identifier, check_key, is_key
+
+PART = 8 * 1024 * 1024  # bytes a stream holds at a time: an S3 part, a GCS chunk (256 KiB * n)
+_STREAMED = TransferConfig(use_threads=False)  # one part in memory, chunks read in the caller
 
 
 class S3Storage:
@@ -46,8 +52,37 @@ class S3Storage:
             ExpiresIn=int(expires.total_seconds()),
         )
 
+    def open(self, key: str) -> BinaryIO:
+        """The GET response's body, buffered: the body's own `with` would hand out the raw
+        HTTP stream and skip its length and checksum checks."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"]
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"{self.participant_id}: no object {key}") from None
+        return io.BufferedReader(body)
+
     def write(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data)
+
+    def write_stream(self, key: str, chunks: Iterable[bytes]) -> None:
+        """A managed upload: one PUT below 8 MiB, else a multipart upload of 8 MiB parts that
+        S3 assembles only on completion (and that is aborted if `chunks` raises)."""
+        self.client.upload_fileobj(
+            io.BufferedReader(_ChunkReader(chunks)), self.bucket, check_key(key), Config=_STREAMED
+        )
+
+    def move(self, source: str, target: str) -> None:
+        """A copy inside S3 (one request, objects up to 5 GB), then a delete."""
+        source, target = check_key(source), check_key(target)
+        if source == target:
+            return  # copying an object onto itself, then deleting it, would lose it
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source}
+            )
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"{self.participant_id}: no object {source}") from None
+        self.client.delete_object(Bucket=self.bucket, Key=source)
 
     def exists(self, key: str) -> bool:
         found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=check_key(key), MaxKeys=1)
@@ -124,8 +159,38 @@ class GcsStorage:
             **through_iam,
         )
 
+    def open(self, key: str) -> BinaryIO:
+        """Ranged reads of 8 MiB, all of the generation found on opening (so a write meanwhile
+        cannot mix two versions)."""
+        blob = self.bucket.get_blob(check_key(key))
+        if blob is None:
+            raise FileNotFoundError(f"{self.participant_id}: no object {key}")
+        return blob.open("rb", chunk_size=PART)
+
     def write(self, key: str, data: bytes) -> None:
         self.bucket.blob(check_key(key)).upload_from_string(data)
+
+    def write_stream(self, key: str, chunks: Iterable[bytes]) -> None:
+        """A resumable upload in 8 MiB chunks: the object appears when it is finalised, and the
+        upload is cancelled if `chunks` raises."""
+        with self.bucket.blob(check_key(key)).open("wb", chunk_size=PART) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+
+    def move(self, source: str, target: str) -> None:
+        """A rewrite inside GCS (repeated until done, as large objects need), then a delete."""
+        source, target = check_key(source), check_key(target)
+        if source == target:
+            return  # rewriting an object onto itself, then deleting it, would lose it
+        old, new = self.bucket.blob(source), self.bucket.blob(target)
+        try:
+            token, _, _ = new.rewrite(old)
+            while token is not None:
+                token, _, _ = new.rewrite(old, token=token)
+        except NotFound:
+            raise FileNotFoundError(f"{self.participant_id}: no object {source}") from None
+        with contextlib.suppress(NotFound):
+            old.delete()
 
     def exists(self, key: str) -> bool:
         return self.bucket.blob(check_key(key)).exists()
@@ -157,3 +222,24 @@ class GcsStorage:
     def remove_entry(self, entry: Entry) -> None:
         with contextlib.suppress(NotFound):
             self.bucket.blob(entry.name).delete()
+
+
+class _ChunkReader(io.RawIOBase):
+    """An iterable of byte chunks as a raw stream, for uploads that read a file object."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks, self._rest = iter(chunks), memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = memoryview(chunk)
+        size = min(len(buffer), len(self._rest))
+        buffer[:size] = self._rest[:size]
+        self._rest = self._rest[size:]
+        return size

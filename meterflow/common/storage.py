@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 from meterflow.common.errors import InvalidIdentifier
 from meterflow.configuration.ids import check_identifier, check_key, is_key
@@ -48,6 +49,19 @@ class Storage(Protocol):
 
     def write(self, key: str, data: bytes) -> None:
         """Write atomically: readers see the old object or the new one, never a part."""
+
+    def open(self, key: str) -> BinaryIO:
+        """The object as a binary stream to read piece by piece (the caller closes it, best with
+        `with`), so that a large object (a meter export of hundreds of MB) is never whole in
+        memory. A missing key raises FileNotFoundError, as `read` does."""
+
+    def write_stream(self, key: str, chunks: Iterable[bytes]) -> None:
+        """Write the chunks as one object without joining them in memory, atomically like
+        `write`: if `chunks` raises, the object at `key` is left as it was."""
+
+    def move(self, source: str, target: str) -> None:
+        """Put the object at `source` at `target` (replacing any there) and remove `source`,
+        without bringing its bytes through this process where the backend can avoid it."""
 
     def exists(self, key: str) -> bool: ...
 
@@ -99,17 +113,30 @@ class LocalStorage:
     def share(self, key: str, expires: timedelta) -> str:
         return self._path(key).as_uri()
 
+    def open(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
+
     def write(self, key: str, data: bytes) -> None:
+        self.write_stream(key, [data])
+
+    def write_stream(self, key: str, chunks: Iterable[bytes]) -> None:
+        """Into a temporary file beside the target, renamed over it once complete (a rename
+        within a folder is atomic)."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                handle.writelines(chunks)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def move(self, source: str, target: str) -> None:
+        source_path, target_path = self._path(source), self._path(target)
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source_path, target_path)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
