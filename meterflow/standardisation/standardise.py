@@ -31,6 +31,7 @@ from meterflow.standardisation.readings import (
 from meterflow.standardisation.units import STANDARD_UNIT, quantity, standard_unit, to_standard
 
 HOUR_NS = 3_600_000_000_000
+ROWS = 1 << 18  # intervals apportioned at a time
 DIP_TOLERANCE = 0.9
 
 
@@ -105,29 +106,61 @@ def _hour_frame(meters, hours_ns, values, covered_ns, quality_rank) -> pd.DataFr
 
 def _dedupe(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     """Keep the last reading given for each meter and timestamp, then sort by meter and time."""
-    frame = frame.assign(_order=np.arange(len(frame)))
-    frame = frame.drop_duplicates(subset=["meter", key], keep="last")
-    return frame.sort_values(["meter", key, "_order"]).drop(columns="_order")
+    codes = pd.factorize(frame["meter"], sort=True)[0]
+    return frame.take(_latest(codes, nanoseconds(frame[key])))
+
+
+def _latest(codes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The positions of the last reading of each meter (code) and time, by meter and time: one
+    stable sort of integers, rather than hashing every row's meter name and time."""
+    order = np.lexsort((times, codes))  # stable: readings of one meter and time keep their order
+    codes, times = codes[order], times[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (codes[1:] != codes[:-1]) | (times[1:] != times[:-1])
+    return order[last]
 
 
 def _intervals_to_hours(frame: pd.DataFrame) -> pd.DataFrame:
     """Apportion interval energy to hours by overlap: E_h = sum E_i * overlap(i, h) / len(i)."""
-    frame = _dedupe(frame, "start")
-    start, end = nanoseconds(frame["start"]), nanoseconds(frame["end"])
-    codes, meters = pd.factorize(frame["meter"], sort=False)
+    codes, meters = pd.factorize(frame["meter"], sort=True)
+    start = nanoseconds(frame["start"])
+    rows = _latest(codes, start)
+    codes, start, end = codes[rows], start[rows], nanoseconds(frame["end"])[rows]
     # A later interval overlapping an earlier one of the same meter would count the same time
-    # twice: drop it.
+    # twice: drop it (and intervals of no length).
     reach = pd.Series(end).groupby(codes).cummax().to_numpy()
-    keep = np.ones(len(start), dtype=bool)
-    keep[1:] = (start[1:] >= reach[:-1]) | (codes[1:] != codes[:-1])
+    keep = end > start
+    keep[1:] &= (start[1:] >= reach[:-1]) | (codes[1:] != codes[:-1])
+    rows = rows[keep]
     start, end, codes = start[keep], end[keep], codes[keep]
-    value = frame["value"].to_numpy()[keep]
-    rank = _ranks(frame["quality"])[keep]
-    valid = end > start
-    start, end, value, rank, codes = (a[valid] for a in (start, end, value, rank, codes))
+    value = frame["value"].to_numpy()[rows]
+    rank = _ranks(frame["quality"])[rows]
     if len(start) == 0:
         return empty_hourly().assign(meter=meters[:0])
 
+    # Apportioned ROWS intervals at a time, so the temporaries stay small whatever the export's
+    # length; an hour split between two such parts has its sums added after.
+    parts = [
+        _apportion(*(a[lo : lo + ROWS] for a in (start, end, value, rank, codes)))
+        for lo in range(0, len(start), ROWS)
+    ]
+    meter, hour, energy, covered, worst = (
+        np.concatenate(column) for column in zip(*parts, strict=True)
+    )
+    begins = _runs(meter, hour)
+    energy, covered = np.add.reduceat(energy, begins), np.add.reduceat(covered, begins)
+    return _hour_frame(
+        meters[meter[begins]],
+        hour[begins],
+        np.where(covered > 0, energy, np.nan),
+        covered,
+        np.maximum.reduceat(worst, begins),
+    )
+
+
+def _apportion(start, end, value, rank, codes) -> tuple[np.ndarray, ...]:
+    """Intervals (by meter, then time) apportioned to the hours they overlap: each (meter, hour)
+    with its energy, covered nanoseconds and worst quality rank."""
     first = start // HOUR_NS
     touched = (end - 1) // HOUR_NS - first + 1
     row = np.repeat(np.arange(len(start)), touched)
@@ -139,17 +172,16 @@ def _intervals_to_hours(frame: pd.DataFrame) -> pd.DataFrame:
     counted = rank[row] != QUALITY_RANK["missing"]
     meter = codes[row]
     # Rows run by meter, then time, so each (meter, hour) is one run of rows: reduce the runs.
-    begins = np.flatnonzero(np.r_[True, (meter[1:] != meter[:-1]) | (hour[1:] != hour[:-1])])
+    begins = _runs(meter, hour)
     energy = np.add.reduceat(np.where(counted & ~np.isnan(share), share, 0.0), begins)
     covered = np.add.reduceat(np.where(counted, overlap, 0), begins)
     worst = np.maximum.reduceat(rank[row], begins)
-    return _hour_frame(
-        meters[meter[begins]],
-        hour[begins],
-        np.where(covered > 0, energy, np.nan),
-        covered,
-        worst,
-    )
+    return meter[begins], hour[begins], energy, covered, worst
+
+
+def _runs(meter: np.ndarray, hour: np.ndarray) -> np.ndarray:
+    """Where each run of one meter and hour begins."""
+    return np.flatnonzero(np.r_[True, (meter[1:] != meter[:-1]) | (hour[1:] != hour[:-1])])
 
 
 def _ranks(quality: pd.Series) -> np.ndarray:
