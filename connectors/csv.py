@@ -59,7 +59,7 @@ def parse_csv(data: bytes, settings: CsvFormat) -> SourceReadings:
     return result
 
 
-PART = 8 * 1024 * 1024  # bytes of a streamed export read at a time
+PART = 2 * 1024 * 1024  # bytes of a streamed export read at a time
 # The checks a row can fail, in the order they run: a file is reported at the first check any of
 # its rows fails (at that check's first such row), whatever other checks later rows fail.
 _CHECKS = ("offset", "format", "range", "zone", "utc range", "number")

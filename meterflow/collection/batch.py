@@ -22,6 +22,7 @@ from meterflow.collection.intake import new_records, quarantine, quarantine_key,
 from meterflow.collection.rawlog import Payload, RunReader, RunWriter
 from meterflow.common.errors import SourceDataError
 from meterflow.common.http import SourceDeferred
+from meterflow.common.memory import release_memory
 from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HOUR, HourWindow, floor_hour
 from meterflow.configuration.config import Meter, Participant
@@ -344,7 +345,10 @@ class Collection:
         # Archived readings first, then this run's: later ones win.
         meter_of = [w.meter.id for w, _ in archived]
         frames = [g.meter_rows(meter_of) for g in groups] + self.new
+        self.new, groups = [], []  # the readings are held by `frames` alone, until standardised
         hourly = standardise_frames(frames, {w.meter.id: w.meter for w in todo})
+        del frames
+        release_memory()  # a large export's readings, before the run is written
         fresh = within(hourly.rename(columns={"meter": "meter_id"}), ranges)
         existing = within(self.days.rows(ranges), ranges)
         changed = changed_rows(existing[DAY_COLUMNS], fresh[DAY_COLUMNS])
@@ -451,10 +455,9 @@ class Readings:
     frame: pd.DataFrame
 
     def _with_meters(self, meter_of_payload: list[str]) -> Readings:
-        meters = pd.Series(meter_of_payload)
-        return replace(
-            self, frame=self.frame.assign(meter=meters[self.frame["payload"]].to_numpy())
-        )
+        # Taken as text, not as a Python string per row (a large export has millions of rows).
+        meters = pd.Series(meter_of_payload, dtype="str").take(self.frame["payload"])
+        return replace(self, frame=self.frame.assign(meter=meters.array))
 
 
 def parse_all(
