@@ -16,19 +16,10 @@ import connectors.csv as csv_connector
 from connectors.csv import CsvConnector, _record_parts, parse_csv, parse_csv_stream
 from connectors.nem12 import Nem12Connector, parse_nem12, parse_nem12_stream
 from meterflow.common.errors import SourceDataError
-from meterflow.configuration.config import CsvFormat, CsvSettings, Meter, Nem12Settings
+from meterflow.configuration.config import CsvFormat, Meter, Nem12Settings
+from tests.test_connectors import AUSGRID
 
 SIZES = (1, 7, 64, 4096)  # part sizes: 1 cuts after every record
-AUSGRID = CsvSettings(  # as tests/test_connectors.py reads it
-    path="exports/",
-    kind="interval",
-    unit="kWh",
-    timestamp_column="column1",
-    timestamp_format="%Y-%m-%d %H:%M:%S",
-    timezone="+10:00",
-    value_column="GC",
-    interval_minutes=30,
-)
 INTERVAL = CsvFormat(kind="interval", unit="kWh")  # the interval inferred from the file
 HALF_HOURS = CsvFormat(kind="interval", unit="kWh", interval_minutes=30)
 REGISTER = CsvFormat(kind="cumulative", unit="kWh")
