@@ -57,27 +57,32 @@ def etl_executions(
     if not mine:
         return pd.DataFrame(columns=EXECUTION_COLUMNS)
     runs = pd.DataFrame([vars(o) for o in mine])
-    start = _naive(runs["start"])
-    counts = ((_naive(runs["end"]) - start) // HOUR).astype(int).to_numpy()
-    first = np.repeat(np.arange(len(runs)), counts)
-    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    hours = pd.DataFrame(
-        {
-            "run": first,
-            "participant_id": runs["participant"].to_numpy()[first],
-            "meter_id": runs["meter"].to_numpy()[first],
-            "hour": start.to_numpy()[first] + offset * HOUR.to_timedelta64(),
-        }
-    )
     for side in ("span_start", "span_end"):
         jobs[side] = pd.to_datetime(jobs[side])
-    hours = hours.merge(jobs, on=["participant_id", "meter_id"])
-    inside = (hours["span_start"].isna() | (hours["hour"] >= hours["span_start"])) & (
-        hours["span_end"].isna() | (hours["hour"] < hours["span_end"])
+    pairs = (  # one row per meter window and ETL job of its meter
+        runs[["participant", "meter"]]
+        .assign(run=range(len(runs)), first=_naive(runs["start"]), last=_naive(runs["end"]))
+        .merge(jobs, left_on=["participant", "meter"], right_on=["participant_id", "meter_id"])
     )
-    hours = hours[inside]
-    hours["interval_start_utc"] = _by_zone(hours, "hour", interval_starts)
-    tasks = hours.drop_duplicates(["participant_id", "job_id", "interval_start_utc"])
+    # The intervals a window meets are the same for every meter with that window, job span,
+    # interval and zone (in a dispatch, nearly all of them): found once per such group, from
+    # its hours, then given to each of its meters, so the work grows with the tasks, not with
+    # meters x hours.
+    keys = ["first", "last", "interval", "zone", "span_start", "span_end"]
+    parts = []
+    for (first, last, interval, zone, span_start, span_end), group in pairs.groupby(
+        keys, dropna=False, sort=False
+    ):
+        hours = pd.Series(pd.date_range(first, periods=(last - first) // HOUR, freq="h"))
+        if not pd.isna(span_start):
+            hours = hours[hours >= span_start]
+        if not pd.isna(span_end):
+            hours = hours[hours < span_end]
+        starts = interval_starts(hours, interval, zone).drop_duplicates().to_numpy()
+        met = group.loc[group.index.repeat(len(starts))]
+        parts.append(met.assign(interval_start_utc=np.tile(starts, len(group))))
+    tasks = pd.concat(parts).sort_values(["run", "interval_start_utc"], kind="stable")
+    tasks = tasks.drop_duplicates(["participant_id", "job_id", "interval_start_utc"])
     tasks = tasks.reset_index(drop=True)
     tasks["interval_end_utc"] = _by_zone(tasks, "interval_start_utc", interval_ends)
     done = runs.loc[tasks["run"]].reset_index(drop=True)
@@ -151,11 +156,19 @@ def with_hours(wh: Warehouse, executions: pd.DataFrame, as_of: datetime) -> pd.D
     )
     key = ["participant_id", "task_id"]
     spans = executions[[*key, "meter_id", "interval_start_utc", "interval_end_utc"]]
-    found = facts.merge(spans, on=["participant_id", "meter_id"])
-    found = found[
-        (found["hour_utc"] >= found["interval_start_utc"])
-        & (found["hour_utc"] < found["interval_end_utc"])
-    ]
+    spans = spans.astype({"interval_start_utc": "datetime64[ns]"}).sort_values("interval_start_utc")
+    facts = facts.astype({"hour_utc": "datetime64[ns]"}).sort_values("hour_utc")
+    # A meter's task intervals do not overlap: each hour is in the last one starting before it,
+    # if it has not ended (one row per hour, not per hour and task of its meter).
+    found = pd.merge_asof(
+        facts,
+        spans,
+        left_on="hour_utc",
+        right_on="interval_start_utc",
+        by=["participant_id", "meter_id"],
+        direction="backward",
+    )
+    found = found[found["hour_utc"] < found["interval_end_utc"]]
     per_task = found.groupby(key).agg(hours=("hour_utc", "size"), covered=("coverage", "sum"))
     counted = executions.join(per_task, on=key)
     until = executions["interval_end_utc"].clip(upper=_utc(as_of))
