@@ -17,13 +17,16 @@ from emulators.webhook import WebhookReceiver
 from flows.cli import main
 from flows.dispatch import dispatch
 from meterflow.collection.plan import plan_meters
+from meterflow.collection.shards import MeterOutcome
 from meterflow.common.errors import ConfigError
 from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.fleets import participant_xml, wattwatchers_meter
 from meterflow.configuration.participant_xml import load_participant
 from meterflow.jobs import alerts, health
+from meterflow.jobs.etl import etl_executions, with_hours
 from meterflow.jobs.health import Thresholds
+from meterflow.warehouse.duck import DuckDBWarehouse
 
 KEY = "key_" + "f1ee7" * 6
 DEVICES = ["D100000000001", "D100000000002", "D100000000003"]
@@ -435,3 +438,53 @@ def test_health_states_from_runs_and_data():
     assert run("done", 3)[0] == "late"  # 3 h behind its 2 h latency
     assert run("done", 5)[0] == "silent"  # 5 h > 4 h
     assert before["since_utc"].iloc[0] == pd.Timestamp(2026, 4, 1, 10)  # its data's end
+
+
+def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(tmp_path):
+    """A week across Sydney's DST end, a meter with a daily job then a monthly one and a meter
+    with the implicit daily job: every local interval the window meets is one task, and each
+    task counts the stored hours inside it, as an hour-by-hour reckoning does."""
+    jobs = """        <job type="etl" start="2026-04-01" end="2026-04-06" interval="1d"/>
+        <job type="etl" start="2026-04-06" interval="1mo"/>"""
+    xml = config(jobs).replace(
+        b"    </property>",
+        b'      <meter id="sub" dataType="energy"><csv path="exports/sub/" kind="interval" '
+        b'unit="kWh"/></meter>\n    </property>',
+    )
+    acme = load_participant(xml)
+    window = HourWindow.parse("2026-03-31T13:00", "2026-04-07T13:00")
+    outcomes = [
+        MeterOutcome("acme", m, start=window.start.isoformat(), end=window.end.isoformat())
+        for m in ("main", "sub")
+    ]
+    now = window.end.replace(tzinfo=None)
+    tasks = etl_executions([acme], outcomes, {}, now, now)
+    zone = "Australia/Sydney"
+    expected = set()
+    for hour in window.hours():
+        local = pd.Timestamp(hour).tz_convert(zone)
+        day = local.normalize().tz_convert("UTC").tz_localize(None)
+        if local < pd.Timestamp("2026-04-06", tz=zone):
+            expected.add(("main/etl-1d-20260401", day))
+        else:
+            month = pd.Timestamp("2026-04-01", tz=zone).tz_convert("UTC").tz_localize(None)
+            expected.add(("main/etl-1mo-20260406", month))
+        expected.add(("sub/etl-1d", day))
+    got = set(zip(tasks["job_id"], tasks["interval_start_utc"], strict=True))
+    assert got == expected and len(tasks) == len(expected) == 5 + 1 + 7
+    # Stored hours: every hour of both meters but 01:00-02:00 UTC each day (a reading missing).
+    stored = [
+        {"participant_id": "acme", "meter_id": m, "data_type": "energy", "hour_utc": h,
+         "value": 1.0, "unit": "kWh", "quality": "measured", "coverage": 1.0}
+        for m in ("main", "sub")
+        for h in window.hours()
+        if h.hour != 1
+    ]  # fmt: skip
+    with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
+        wh.upsert("fact_meter_hourly", pd.DataFrame(stored))
+        counted = with_hours(wh, tasks, now)
+    for row in counted.itertuples():
+        start = row.interval_start_utc.tz_localize("UTC")
+        end = min(row.interval_end_utc.tz_localize("UTC"), window.end)
+        inside = [h for h in window.hours() if start <= h < end and h.hour != 1]
+        assert row.hours_produced == len(inside), row.task_id

@@ -155,17 +155,20 @@ def with_hours(wh: Warehouse, executions: pd.DataFrame, as_of: datetime) -> pd.D
         [first.to_pydatetime(), last.to_pydatetime()],
     )
     key = ["participant_id", "task_id"]
-    spans = executions[[*key, "meter_id", "interval_start_utc", "interval_end_utc"]]
+    meter = ["participant_id", "meter_id"]
+    spans = executions[[*key, "meter_id", "job_id", "interval_start_utc", "interval_end_utc"]]
     spans = spans.astype({"interval_start_utc": "datetime64[ns]"}).sort_values("interval_start_utc")
-    facts = facts.astype({"hour_utc": "datetime64[ns]"}).sort_values("hour_utc")
-    # A meter's task intervals do not overlap: each hour is in the last one starting before it,
-    # if it has not ended (one row per hour, not per hour and task of its meter).
+    # Each hour once per job of its meter (one, mostly), then in the last interval of that job
+    # starting before it, if it has not ended: a job's intervals do not overlap. (Not one row
+    # per hour and task of its meter: that is hours x intervals.)
+    facts = facts.astype({"hour_utc": "datetime64[ns]"})
+    facts = facts.merge(spans[[*meter, "job_id"]].drop_duplicates(), on=meter)
     found = pd.merge_asof(
-        facts,
+        facts.sort_values("hour_utc", kind="stable"),
         spans,
         left_on="hour_utc",
         right_on="interval_start_utc",
-        by=["participant_id", "meter_id"],
+        by=[*meter, "job_id"],
         direction="backward",
     )
     found = found[found["hour_utc"] < found["interval_end_utc"]]
