@@ -29,6 +29,7 @@ from meterflow.jobs.health import Thresholds
 from meterflow.warehouse.duck import DuckDBWarehouse
 
 KEY = "key_" + "f1ee7" * 6
+PARTICIPANTS = ["acme", "globex"]
 DEVICES = ["D100000000001", "D100000000002", "D100000000003"]
 HOUR = timedelta(hours=1)
 
@@ -440,10 +441,15 @@ def test_health_states_from_runs_and_data():
     assert before["since_utc"].iloc[0] == pd.Timestamp(2026, 4, 1, 10)  # its data's end
 
 
-def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(tmp_path):
+@pytest.mark.parametrize("hours_read", [250_000, 100])
+def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(
+    tmp_path, monkeypatch, hours_read
+):
     """A week across Sydney's DST end, a meter with a daily job then a monthly one and a meter
     with the implicit daily job: every local interval the window meets is one task, and each
-    task counts the stored hours inside it, as an hour-by-hour reckoning does."""
+    task counts the stored hours inside it, as an hour-by-hour reckoning does (read for all
+    participants at once, or a participant at a time)."""
+    monkeypatch.setattr("meterflow.jobs.etl.HOURS_READ", hours_read)
     jobs = """        <job type="etl" start="2026-04-01" end="2026-04-06" interval="1d"/>
         <job type="etl" start="2026-04-06" interval="1mo"/>"""
     xml = config(jobs).replace(
@@ -451,14 +457,15 @@ def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(tmp_pat
         b'      <meter id="sub" dataType="energy"><csv path="exports/sub/" kind="interval" '
         b'unit="kWh"/></meter>\n    </property>',
     )
-    acme = load_participant(xml)
+    fleet = [load_participant(xml.replace(b'"acme"', f'"{p}"'.encode())) for p in PARTICIPANTS]
     window = HourWindow.parse("2026-03-31T13:00", "2026-04-07T13:00")
     outcomes = [
-        MeterOutcome("acme", m, start=window.start.isoformat(), end=window.end.isoformat())
+        MeterOutcome(p, m, start=window.start.isoformat(), end=window.end.isoformat())
+        for p in PARTICIPANTS
         for m in ("main", "sub")
     ]
     now = window.end.replace(tzinfo=None)
-    tasks = etl_executions([acme], outcomes, {}, now, now)
+    tasks = etl_executions(fleet, outcomes, {}, now, now)
     zone = "Australia/Sydney"
     expected = set()
     for hour in window.hours():
@@ -470,12 +477,14 @@ def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(tmp_pat
             month = pd.Timestamp("2026-04-01", tz=zone).tz_convert("UTC").tz_localize(None)
             expected.add(("main/etl-1mo-20260406", month))
         expected.add(("sub/etl-1d", day))
-    got = set(zip(tasks["job_id"], tasks["interval_start_utc"], strict=True))
-    assert got == expected and len(tasks) == len(expected) == 5 + 1 + 7
+    for participant, mine in tasks.groupby("participant_id"):
+        got = set(zip(mine["job_id"], mine["interval_start_utc"], strict=True))
+        assert got == expected and len(mine) == len(expected) == 5 + 1 + 7, participant
     # Stored hours: every hour of both meters but 01:00-02:00 UTC each day (a reading missing).
     stored = [
-        {"participant_id": "acme", "meter_id": m, "data_type": "energy", "hour_utc": h,
+        {"participant_id": p, "meter_id": m, "data_type": "energy", "hour_utc": h,
          "value": 1.0, "unit": "kWh", "quality": "measured", "coverage": 1.0}
+        for p in PARTICIPANTS
         for m in ("main", "sub")
         for h in window.hours()
         if h.hour != 1
@@ -487,4 +496,5 @@ def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(tmp_pat
         start = row.interval_start_utc.tz_localize("UTC")
         end = min(row.interval_end_utc.tz_localize("UTC"), window.end)
         inside = [h for h in window.hours() if start <= h < end and h.hour != 1]
-        assert row.hours_produced == len(inside), row.task_id
+        assert row.hours_produced == len(inside), (row.participant_id, row.task_id)
+    assert len(counted) == 2 * 13

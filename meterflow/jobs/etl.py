@@ -18,6 +18,7 @@ from meterflow.jobs.store import EXECUTION_COLUMNS, job_id, task_id
 from meterflow.warehouse.backend import Warehouse, identifier_list
 
 HOUR = pd.Timedelta(hours=1)
+HOURS_READ = 250_000  # stored meter-hours read from the warehouse at a time
 
 
 def etl_executions(
@@ -143,9 +144,31 @@ def _results(runs: pd.DataFrame, load_errors: dict[str, str]) -> tuple[list, lis
 
 def with_hours(wh: Warehouse, executions: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     """The executions with the hours each interval holds in the warehouse (a reading, not a
-    missing hour) and their coverage: the share of the interval's hours up to `as_of` covered."""
+    missing hour) and their coverage: the share of the interval's hours up to `as_of` covered.
+    The stored hours are read for a few participants at a time (about HOURS_READ of them), so a
+    month's backfill of a large fleet is not read whole into the flow's memory."""
     if executions.empty:
         return executions
+    spans = executions["interval_end_utc"] - executions["interval_start_utc"]
+    size = (spans / HOUR).groupby(executions["participant_id"]).sum()
+    batch = (size.cumsum() // HOURS_READ).to_numpy()
+    parts = [
+        _hours_in(wh, executions[executions["participant_id"].isin(group.index)])
+        for _, group in size.groupby(batch)
+    ]
+    counted = executions.join(pd.concat(parts), on=["participant_id", "task_id"])
+    until = executions["interval_end_utc"].clip(upper=_utc(as_of))
+    expected = np.ceil(
+        ((until - executions["interval_start_utc"].dt.ceil("h")) / HOUR).clip(lower=0)
+    )
+    return executions.assign(
+        hours_produced=counted["hours"].fillna(0).astype(int),
+        coverage=(counted["covered"].fillna(0.0) / expected.where(expected > 0)).round(4),
+    )
+
+
+def _hours_in(wh: Warehouse, executions: pd.DataFrame) -> pd.DataFrame:
+    """The stored hours (`hours`) and their summed coverage (`covered`) of each task."""
     first, last = executions["interval_start_utc"].min(), executions["interval_end_utc"].max()
     ids = identifier_list(sorted(set(executions["participant_id"])), "participant")
     facts = wh.query(
@@ -172,16 +195,7 @@ def with_hours(wh: Warehouse, executions: pd.DataFrame, as_of: datetime) -> pd.D
         direction="backward",
     )
     found = found[found["hour_utc"] < found["interval_end_utc"]]
-    per_task = found.groupby(key).agg(hours=("hour_utc", "size"), covered=("coverage", "sum"))
-    counted = executions.join(per_task, on=key)
-    until = executions["interval_end_utc"].clip(upper=_utc(as_of))
-    expected = np.ceil(
-        ((until - executions["interval_start_utc"].dt.ceil("h")) / HOUR).clip(lower=0)
-    )
-    return executions.assign(
-        hours_produced=counted["hours"].fillna(0).astype(int),
-        coverage=(counted["covered"].fillna(0.0) / expected.where(expected > 0)).round(4),
-    )
+    return found.groupby(key).agg(hours=("hour_utc", "size"), covered=("coverage", "sum"))
 
 
 def _by_zone(frame: pd.DataFrame, column: str, convert) -> pd.Series:
