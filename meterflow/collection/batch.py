@@ -481,30 +481,21 @@ def parse_all(
     for members in groups.values():
         meter, connector, _ = items[members[0]]
         if not hasattr(connector, "parse_many"):
-            for i in members:
-                read = read_safely(connector, items[i][2], meter, storage)
-                if isinstance(read, SourceDataError):
-                    errors[i] = read
-                else:
-                    frame = read.frame.assign(payload=i)
-                    singles.setdefault((read.kind, read.unit), []).append(frame)
+            for one in _each(connector, meter, {i: items[i][2] for i in members}, storage, errors):
+                singles.setdefault((one.kind, one.unit), []).append(one.frame)
             continue
         together = [i for i in members if not items[i][2].stored]
         readings, failed = connector.parse_many(
             [(items[i][2].data, items[i][2].name) for i in together], meter
         )
         numbers = pd.Series(together, dtype="int64")
-        frames = [readings.frame.assign(payload=numbers[readings.frame["file"]].to_numpy())]
+        frame = readings.frame.assign(payload=numbers[readings.frame["file"]].to_numpy())
         errors.update({together[n]: error for n, error in failed.items()})
-        for i in sorted(set(members) - set(together)):  # streamed ones, each from its object
-            read = read_safely(connector, items[i][2], meter, storage)
-            if isinstance(read, SourceDataError):
-                errors[i] = read
-            else:
-                frames.append(read.frame.assign(payload=i))
-        frame = frames[0].drop(columns="file")
-        if len(frames) > 1:  # in payload order: later ones win
-            frame = pd.concat([frame, *frames[1:]], ignore_index=True)
+        streamed = {i: items[i][2] for i in members if items[i][2].stored}  # each from its object
+        alone = [one.frame for one in _each(connector, meter, streamed, storage, errors)]
+        frame = frame.drop(columns="file")
+        if alone:  # in payload order: later ones win
+            frame = pd.concat([frame, *alone], ignore_index=True)
             frame = frame.sort_values("payload", kind="stable", ignore_index=True)
         parsed.append(Parsed(readings.kind, readings.unit, frame))
     for (kind, unit), frames in singles.items():
@@ -512,13 +503,17 @@ def parse_all(
     return parsed, errors
 
 
-def read_safely(
-    connector, payload: Payload, meter: Meter, storage: Storage
-) -> SourceReadings | SourceDataError:
-    try:
-        return read_payload(connector, payload, meter, storage)
-    except SourceDataError as exc:
-        return exc
+def _each(
+    connector, meter: Meter, payloads: dict[int, Payload], storage: Storage, errors: dict
+) -> list[Parsed]:
+    """Each payload parsed on its own (numbered as given), or its error put in `errors`."""
+    parsed = []
+    for i, payload in payloads.items():
+        try:
+            parsed.append(Parsed.single(read_payload(connector, payload, meter, storage), i))
+        except SourceDataError as exc:
+            errors[i] = exc
+    return parsed
 
 
 def standardise_frames(frames: list[Readings], meters: dict[str, Meter]) -> pd.DataFrame:
