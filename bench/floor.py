@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from prefect import flow, task
 
-from flows.collect import shard_runner
 from flows.dispatch import participant_groups
+from tasks.pool import in_worker, task_runner, worker_pool
 
 
 @task
-def nothing(label: str) -> str:
-    return label
+def nothing(label: str) -> int:
+    return in_worker(len, label)
 
 
-@flow(task_runner=shard_runner())
+@flow(task_runner=task_runner())
 def empty_dispatch(participant_ids: list[str]) -> None:
     """What `dispatch` pays before any meter: a flow run (its start, its heartbeat thread's
-    stop), the same pool of worker processes (spawned, importing Prefect), one task run per
-    participant group in them, and the pool's shutdown."""
-    futures = [nothing.submit(label) for label in participant_groups(participant_ids)]
-    for future in futures:
-        future.result()
+    stop), one task run per participant group sending a call to the worker processes (which
+    import nothing of Meterflow's: the bare code starts its own), and the pool's shutdown."""
+    with worker_pool():
+        futures = [nothing.submit(label) for label in participant_groups(participant_ids)]
+        for future in futures:
+            future.result()

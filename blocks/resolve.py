@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from blocks.credentials import (
-    ElectricityMapsCredentials,
-    OpenMeteoSource,
-    SolcastCredentials,
-    WattwatchersCredentials,
-)
 from meterflow.collection.sources import SourceAccess
 from meterflow.common.errors import MeterflowError
 from meterflow.configuration.config import Meter
 
+# The block type of each API connector, in blocks.credentials: imported (with Prefect) only for
+# a meter that needs one, so that a worker process collecting file meters never loads Prefect.
 BLOCK_TYPES = {
-    "wattwatchers": WattwatchersCredentials,
-    "solcast": SolcastCredentials,
-    "weather": OpenMeteoSource,
-    "electricitymaps": ElectricityMapsCredentials,
+    "wattwatchers": "WattwatchersCredentials",
+    "solcast": "SolcastCredentials",
+    "weather": "OpenMeteoSource",
+    "electricitymaps": "ElectricityMapsCredentials",
 }
+
+
+def block_type_for(kind: str) -> type | None:
+    """The credentials block type a connector type reads, if any."""
+    if kind not in BLOCK_TYPES:
+        return None
+    return getattr(importlib.import_module("blocks.credentials"), BLOCK_TYPES[kind])
 
 
 def access_for(meter: Meter) -> SourceAccess | None:
     """The endpoint and key of an API meter (weather without a block uses Open-Meteo itself)."""
     kind = meter.connector.type
-    block_type = BLOCK_TYPES.get(kind)
+    block_type = block_type_for(kind)
     if block_type is None:
         return None
     if meter.credentials is None:
-        return OpenMeteoSource().access("open-meteo") if kind == "weather" else None
+        return block_type().access("open-meteo") if kind == "weather" else None
     return _load(block_type, meter).access(meter.credentials)
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 
 from blocks.storage import open_storage
-from flows.collect import SHARD_DEPLOYMENT, Mode, collect_participant, shard_runner
+from flows.collect import SHARD_DEPLOYMENT, Mode, collect_participant
 from flows.naming import participant_window
 from meterflow.collection.backfill import BackfillRecord
 from meterflow.collection.plan import MeterWindow
@@ -21,6 +21,7 @@ from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow, chunks
 from tasks.jobs import track_jobs
 from tasks.participants import validate_participant
+from tasks.pool import task_runner
 from tasks.warehouse import load_window
 
 
@@ -30,7 +31,7 @@ def record_for(data_root: str, participant_id: str, meter_ids, window, force_ove
     return BackfillRecord(storage, meter_ids, window, force_override)
 
 
-@flow(flow_run_name=participant_window, task_runner=shard_runner())
+@flow(flow_run_name=participant_window, task_runner=task_runner())
 def backfill(
     participant_id: str,
     start: str,

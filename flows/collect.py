@@ -1,15 +1,15 @@
 """`collect` and `collect-shard`: fetch, archive and standardise meter windows, shard by shard.
 
 Planned meter windows are grouped into shards of `shard_size` meters. With `mode="local"` the
-shards run concurrently as task runs in this process; with `mode="deployments"` each shard is a
-run of the `shard_deployment` (`collect-shard/local`, `collect-shard/gcp` on Cloud Run, ...), and
-this run waits for them all. A failed shard is reported by name; the others still count.
+shards run concurrently as task runs doing their work in the flow's worker processes
+(`tasks.pool`); with `mode="deployments"` each shard is a run of the `shard_deployment`
+(`collect-shard/local`, `collect-shard/gcp` on Cloud Run, ...), and this run waits for them all.
+A failed shard is reported by name; the others still count.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -17,8 +17,6 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.deployments import arun_deployment
 from prefect.futures import PrefectFuture, wait
-from prefect.settings import get_current_settings
-from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.naming import participant_window
 from meterflow.collection.plan import MeterWindow
@@ -38,23 +36,10 @@ from meterflow.configuration.config import Participant
 from tasks.collect import collect_shard as collect_shard_task
 from tasks.collect import merge_runs, plan_participant
 from tasks.participants import validate_participant
+from tasks.pool import here, task_runner, worker_pool
 
 SHARD_DEPLOYMENT = "collect-shard/local"
 Mode = Literal["local", "deployments"]
-
-
-def shard_runner() -> ProcessPoolTaskRunner:
-    """Local shards run in a pool of worker processes, one per core (or
-    PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS). Standardisation is CPU-bound Python and
-    pandas: shards in threads fight over the GIL and ran 16-18 % slower than the bare code on 2
-    cores, shards in processes use every core. At most that many shards are in memory at once."""
-    return ProcessPoolTaskRunner()
-
-
-def pool_workers() -> int:
-    """How many worker processes shard_runner starts."""
-    configured = get_current_settings().tasks.runner.process_pool_max_workers
-    return configured or os.cpu_count() or 1
 
 
 def collect_participant(
@@ -66,12 +51,14 @@ def collect_participant(
     mode: Mode = "local",
     shard_deployment: str = SHARD_DEPLOYMENT,
 ) -> ShardReport:
-    """Collect the planned meter windows in shards, locally or as runs of `shard_deployment`,
-    then merge the shards' runs into the participant's day files and catalog."""
-    started = start_shards(
-        data_root, participant, planned, force_override, shard_size, mode, shard_deployment
-    )
-    return started.finish()
+    """Collect the planned meter windows in shards, locally (in worker processes, which stop
+    when it is done) or as runs of `shard_deployment`, then merge the shards' runs into the
+    participant's day files and catalog."""
+    with worker_pool():
+        started = start_shards(
+            data_root, participant, planned, force_override, shard_size, mode, shard_deployment
+        )
+        return started.finish()
 
 
 @dataclass
@@ -85,15 +72,20 @@ class StartedShards:
     labels: list[str]
     futures: list[PrefectFuture]
     later: Callable[[], ShardReport] | None = None  # shards not submitted to the pool
+    in_bucket: bool | None = None  # its storage is a block (None: ask Prefect's API)
 
     def finish(self) -> ShardReport:
+        """Wait for the shards and merge their runs: in a worker process when they ran in the
+        pool, here when they ran here or elsewhere."""
         if self.later is not None:
-            report = self.later()
-        else:
-            wait(self.futures)
-            states = [future.state for future in self.futures]
-            report = _gather(self.participant.id, self.labels, states)
-        merge_runs(self.data_root, self.participant, report.runs)
+            with here():
+                report = self.later()
+                merge_runs(self.data_root, self.participant, report.runs, self.in_bucket)
+            return report
+        wait(self.futures)
+        states = [future.state for future in self.futures]
+        report = _gather(self.participant.id, self.labels, states)
+        merge_runs(self.data_root, self.participant, report.runs, self.in_bucket)
         return report
 
 
@@ -106,13 +98,14 @@ def start_shards(
     mode: Mode = "local",
     shard_deployment: str = SHARD_DEPLOYMENT,
     inline: bool | None = None,
+    in_bucket: bool | None = None,
 ) -> StartedShards:
     """Submit the participant's shards to the flow's worker processes (`mode="local"`), or
     prepare their deployment runs. `inline` runs them in this process when `finish` is called;
     by default a lone shard runs inline (not worth starting worker processes for)."""
     shards = shard(planned, shard_size)
     labels = [shard_label(i, len(shards), s) for i, s in enumerate(shards)]
-    started = StartedShards(data_root, participant, labels, [])
+    started = StartedShards(data_root, participant, labels, [], in_bucket=in_bucket)
     if mode == "deployments":
         started.later = lambda: asyncio.run(
             _run_shard_deployments(
@@ -120,18 +113,22 @@ def start_shards(
             )
         )
     elif inline if inline is not None else len(shards) == 1:
-        started.later = lambda: _run_inline(data_root, participant, shards, labels, force_override)
+        started.later = lambda: _run_inline(
+            data_root, participant, shards, labels, force_override, in_bucket
+        )
     else:
         started.futures = [
-            collect_shard_task.submit(data_root, participant, s, label, force_override)
+            collect_shard_task.submit(data_root, participant, s, label, force_override, in_bucket)
             for s, label in zip(shards, labels, strict=True)
         ]
     return started
 
 
-def _run_inline(data_root, participant, shards, labels, force_override) -> ShardReport:
+def _run_inline(data_root, participant, shards, labels, force_override, in_bucket) -> ShardReport:
     states = [
-        collect_shard_task(data_root, participant, s, label, force_override, return_state=True)
+        collect_shard_task(
+            data_root, participant, s, label, force_override, in_bucket, return_state=True
+        )
         for s, label in zip(shards, labels, strict=True)
     ]
     return _gather(participant.id, labels, states)
@@ -186,7 +183,7 @@ async def _run_shard_deployments(
     return report
 
 
-@flow(flow_run_name=participant_window, task_runner=shard_runner())
+@flow(flow_run_name=participant_window, task_runner=task_runner())
 def collect(
     participant_id: str,
     start: str,

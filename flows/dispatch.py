@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
@@ -20,8 +20,8 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from blocks.storage import participant_ids
-from flows.collect import SHARD_DEPLOYMENT, Mode, pool_workers, shard_runner, start_shards
+from blocks.storage import in_buckets, participant_ids
+from flows.collect import SHARD_DEPLOYMENT, Mode, start_shards
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow, floor_hour
@@ -30,6 +30,7 @@ from meterflow.jobs.track import LOAD_FAILED
 from meterflow.reporting.schedule import REPORT_EVERY_HOURS
 from tasks.collect import collect_participants
 from tasks.jobs import health_artifact, track_jobs
+from tasks.pool import here, pool_workers, task_runner, worker_pool
 from tasks.warehouse import load_changes, report_due, report_window
 
 # Without an explicit window, a dispatch covers the complete hours of the last day.
@@ -159,7 +160,83 @@ def completed(futures: dict[str, list[PrefectFuture]]) -> Iterator[list[str]]:
         yield batch
 
 
-@flow(flow_run_name=_run_name, task_runner=shard_runner())
+def _collect_and_load(
+    data_root: str,
+    ids: list[str],
+    buckets: list[str],
+    window: HourWindow,
+    shard_size: int,
+    mode: Mode,
+    shard_deployment: str,
+    load: Callable[[list[Participant]], None],
+    outcomes_of: dict[str, list[MeterOutcome]],
+) -> list[Participant]:
+    """Collect every participant and `load` them as they complete, noting their outcomes;
+    the participants whose configuration is valid."""
+    logger = get_run_logger()
+    one_shard = mode == "local"
+    if len(ids) == 1:
+        futures = {}
+        with here():
+            lone = collect_participants(
+                data_root, ids, window, shard_size, ids[0], one_shard, buckets
+            )
+        batches = iter([lone])
+    else:
+        futures = {
+            label: [
+                collect_participants.submit(
+                    data_root, group, window, shard_size, label, one_shard, buckets
+                )
+            ]
+            for label, group in participant_groups(ids).items()
+        }
+        batches = (
+            [planned for label in labels for planned in futures[label][0].result()]
+            for labels in completed(futures)
+        )
+
+    started_shards, valid = [], []
+    for batch in batches:
+        collected = []
+        for planned in batch:
+            participant_id = planned.participant_id
+            if planned.error is not None:
+                logger.error("participant %s skipped: %s", participant_id, planned.error)
+                outcomes_of[participant_id].append(
+                    MeterOutcome.failed(participant_id, "*", planned.error)
+                )
+            elif planned.report is None:
+                inline = None if len(ids) == 1 else False
+                valid.append(planned.participant)
+                started_shards.append(
+                    start_shards(
+                        data_root,
+                        planned.participant,
+                        planned.planned,
+                        None,
+                        shard_size,
+                        mode,
+                        shard_deployment,
+                        inline,
+                        participant_id in buckets,
+                    )
+                )
+            else:
+                outcomes_of[participant_id].extend(planned.report.outcomes)
+                collected.append(planned.participant)
+                valid.append(planned.participant)
+        load(collected)
+    # Participants collected in shards: merged and loaded together as their shards complete.
+    started_of = {shards_of.participant.id: shards_of for shards_of in started_shards}
+    for batch in completed({pid: shards_of.futures for pid, shards_of in started_of.items()}):
+        for participant_id in batch:
+            outcomes_of[participant_id].extend(started_of[participant_id].finish().outcomes)
+        load([started_of[participant_id].participant for participant_id in batch])
+    return valid
+
+
+@flow(flow_run_name=_run_name, task_runner=task_runner())
 def dispatch(
     start: str | None = None,
     end: str | None = None,
@@ -193,69 +270,22 @@ def dispatch(
     logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
     # Each participant's outcomes, reported in participant order whenever they were learnt.
     outcomes_of: dict[str, list[MeterOutcome]] = {pid: [] for pid in ids}
-    # Each participant is validated, planned and, when its plan fits one shard, collected and
-    # merged in one task run in the pool's worker processes; the participants whose task runs
-    # completed meanwhile are loaded together while the pool works on the next. A larger plan
-    # comes back to be run in shards. A lone participant runs inline (not worth starting worker
-    # processes for).
-    one_shard = mode == "local"
-    if len(ids) == 1:
-        futures = {}
-        lone = collect_participants(data_root, ids, window, shard_size, ids[0], one_shard)
-        batches = iter([lone])
-    else:
-        futures = {
-            label: [
-                collect_participants.submit(data_root, group, window, shard_size, label, one_shard)
-            ]
-            for label, group in participant_groups(ids).items()
-        }
-        batches = (
-            [planned for label in labels for planned in futures[label][0].result()]
-            for labels in completed(futures)
-        )
 
     def load(participants: list[Participant]) -> None:
         loaded = load_participants(data_root, warehouse, participants, window, report_every_hours)
         for participant_id, found in loaded.items():
             outcomes_of[participant_id].extend(found)
 
-    started_shards, valid = [], []
-    for batch in batches:
-        collected = []
-        for planned in batch:
-            participant_id = planned.participant_id
-            if planned.error is not None:
-                logger.error("participant %s skipped: %s", participant_id, planned.error)
-                outcomes_of[participant_id].append(
-                    MeterOutcome.failed(participant_id, "*", planned.error)
-                )
-            elif planned.report is None:
-                inline = None if len(ids) == 1 else False
-                valid.append(planned.participant)
-                started_shards.append(
-                    start_shards(
-                        data_root,
-                        planned.participant,
-                        planned.planned,
-                        None,
-                        shard_size,
-                        mode,
-                        shard_deployment,
-                        inline,
-                    )
-                )
-            else:
-                outcomes_of[participant_id].extend(planned.report.outcomes)
-                collected.append(planned.participant)
-                valid.append(planned.participant)
-        load(collected)
-    # Participants collected in shards: merged and loaded together as their shards complete.
-    started_of = {shards_of.participant.id: shards_of for shards_of in started_shards}
-    for batch in completed({pid: shards_of.futures for pid, shards_of in started_of.items()}):
-        for participant_id in batch:
-            outcomes_of[participant_id].extend(started_of[participant_id].finish().outcomes)
-        load([started_of[participant_id].participant for participant_id in batch])
+    buckets = in_buckets(ids)
+    # Each participant is validated, planned and, when its plan fits one shard, collected and
+    # merged in one task run whose work is done in a worker process; the participants whose task
+    # runs completed meanwhile are loaded together while the workers do the next. A larger plan
+    # comes back to be run in shards. A lone participant runs here (not worth starting worker
+    # processes for). The workers stop once every participant is collected and loaded.
+    with worker_pool():
+        valid = _collect_and_load(
+            data_root, ids, buckets, window, shard_size, mode, shard_deployment, load, outcomes_of
+        )
     outcomes = [o for found in outcomes_of.values() for o in found]
     state_of = {}
     try:

@@ -22,7 +22,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import get_current_settings
 
 from blocks import GuardianPolicy, open_warehouse
-from blocks.resolve import BLOCK_TYPES
+from blocks.resolve import block_type_for
 from blocks.storage import ParticipantStorage, block_name, open_storage, participant_ids
 from meterflow.common.storage import CONFIG_KEY
 from meterflow.configuration.participants import read_configuration
@@ -58,7 +58,7 @@ def needed_blocks(data_root: str) -> tuple[list[tuple[str, str, str, str]], list
             problems.append(Check(f"participant {participant_id}: configuration", False, str(exc)))
             continue
         for meter in participant.meters:
-            block_type = BLOCK_TYPES.get(meter.connector.type)
+            block_type = block_type_for(meter.connector.type)
             if block_type is not None and meter.credentials:
                 needed.append(_block(block_type, meter.credentials, f"{participant_id}/{meter.id}"))
             for job in meter.mrv_jobs:

@@ -39,3 +39,30 @@ def test_importing_every_core_module_loads_no_prefect():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_worker_collecting_a_local_participant_loads_no_prefect(tmp_path):
+    """The flow's worker processes start without Prefect (1.6 s and 65 MiB each): a
+    participant whose storage is a local folder and whose meters read files needs none."""
+    code = f"""
+import sys
+from datetime import UTC, datetime
+from meterflow.common.storage import CONFIG_KEY, LocalStorage
+from meterflow.common.timeutil import HourWindow
+from meterflow.configuration.fleets import csv_meter, participant_xml
+from tasks import worker
+
+storage = LocalStorage({str(tmp_path)!r}, "p1")
+storage.write(CONFIG_KEY, participant_xml("p1", [csv_meter("m1", interval_minutes=60)]))
+storage.write("exports/m1/2026-04-01.csv", b"timestamp,value\\n2026-04-01T00:00:00Z,1.5\\n")
+window = HourWindow(datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC))
+(done,) = worker.collect_participants({str(tmp_path)!r}, ["p1"], window, 100, True, [])
+print(done.error, sum(o.hours_new for o in done.report.outcomes))
+print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    collected, prefect_modules = out.stdout.strip().splitlines()
+    assert collected == "None 1"
+    assert prefect_modules == "[]"
