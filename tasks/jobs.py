@@ -55,7 +55,7 @@ def track_jobs(
             notify,
             look_forward,
         )
-        tasks_artifact(tracked.tasks, label)
+        tasks_artifact(tracked, label)
         for incident in tracked.incidents:
             _emit(incident)
             subject, body = alerts.message(incident)
@@ -98,15 +98,10 @@ def _emit(incident: dict) -> None:
     )
 
 
-TASK_ROWS = 1000  # the tasks artifact lists the problems first, then as many others as fit
-
-
-def tasks_artifact(tasks: pd.DataFrame, label: str) -> None:
+def tasks_artifact(tracked: Tracked, label: str) -> None:
     """The meter tasks a run wrote (or updated): failed, quarantined, deferred first."""
-    if tasks.empty:
+    if tracked.tasks.empty:
         return
-    order = tasks["status"].map({"failed": 0, "quarantined": 1, "deferred": 2}).fillna(3)
-    shown = tasks.assign(order=order).sort_values(["order", "task_id"]).head(TASK_ROWS)
     rows = [
         {
             "participant": t.participant_id,
@@ -117,15 +112,16 @@ def tasks_artifact(tasks: pd.DataFrame, label: str) -> None:
             "hours": "" if pd.isna(t.hours_produced) else int(t.hours_produced),
             "last error": last_error(t.errors) or "",
         }
-        for t in shown.itertuples(index=False)
+        for t in tracked.tasks.itertuples(index=False)
     ]
-    counts = tasks["status"].value_counts()
-    more = f"; the first {TASK_ROWS} shown (meterflow tasks)" if len(tasks) > TASK_ROWS else ""
+    counts = tracked.task_counts
+    total = sum(counts.values())
+    more = f"; the first {len(rows)} shown (meterflow tasks)" if total > len(rows) else ""
     create_table_artifact(
         key="meter-tasks",
         table=rows,
-        description=f"{label}: {len(tasks)} meter tasks written ("
-        + ", ".join(f"{n} {status}" for status, n in counts.items())
+        description=f"{label}: {total} meter tasks written ("
+        + ", ".join(f"{n} {status}" for status, n in counts.most_common())
         + f"){more}",
     )
 

@@ -12,6 +12,7 @@ import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
 from blocks import WattwatchersCredentials
+from connectors import health_thresholds
 from emulators.wattwatchers import WattwatchersEmulator
 from emulators.webhook import WebhookReceiver
 from flows.cli import main
@@ -26,6 +27,7 @@ from meterflow.configuration.participant_xml import load_participant
 from meterflow.jobs import alerts, health
 from meterflow.jobs.etl import etl_executions, with_hours
 from meterflow.jobs.health import Thresholds
+from meterflow.jobs.track import track
 from meterflow.warehouse.duck import DuckDBWarehouse
 
 KEY = "key_" + "f1ee7" * 6
@@ -441,15 +443,10 @@ def test_health_states_from_runs_and_data():
     assert before["since_utc"].iloc[0] == pd.Timestamp(2026, 4, 1, 10)  # its data's end
 
 
-@pytest.mark.parametrize("hours_read", [250_000, 100])
-def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(
-    tmp_path, monkeypatch, hours_read
-):
-    """A week across Sydney's DST end, a meter with a daily job then a monthly one and a meter
-    with the implicit daily job: every local interval the window meets is one task, and each
-    task counts the stored hours inside it, as an hour-by-hour reckoning does (read for all
-    participants at once, or a participant at a time)."""
-    monkeypatch.setattr("meterflow.jobs.etl.HOURS_READ", hours_read)
+def long_window_fleet():
+    """Two participants, each with a meter whose daily job gives way to a monthly one and a
+    meter with the implicit daily job, over a week across Sydney's DST end; their outcomes and
+    their stored hours (every hour but 01:00-02:00 UTC each day, a reading missing)."""
     jobs = """        <job type="etl" start="2026-04-01" end="2026-04-06" interval="1d"/>
         <job type="etl" start="2026-04-06" interval="1mo"/>"""
     xml = config(jobs).replace(
@@ -464,6 +461,26 @@ def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(
         for p in PARTICIPANTS
         for m in ("main", "sub")
     ]
+    stored = [
+        {"participant_id": p, "meter_id": m, "data_type": "energy", "hour_utc": h,
+         "value": 1.0, "unit": "kWh", "quality": "measured", "coverage": 1.0}
+        for p in PARTICIPANTS
+        for m in ("main", "sub")
+        for h in window.hours()
+        if h.hour != 1
+    ]  # fmt: skip
+    return fleet, window, outcomes, pd.DataFrame(stored)
+
+
+@pytest.mark.parametrize("hours_read", [250_000, 100])
+def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(
+    tmp_path, monkeypatch, hours_read
+):
+    """Every local interval the window meets is one task, and each task counts the stored
+    hours inside it, as an hour-by-hour reckoning does (read for all participants at once, or
+    a participant at a time)."""
+    monkeypatch.setattr("meterflow.jobs.etl.HOURS_READ", hours_read)
+    fleet, window, outcomes, stored = long_window_fleet()
     now = window.end.replace(tzinfo=None)
     tasks = etl_executions(fleet, outcomes, {}, now, now)
     zone = "Australia/Sydney"
@@ -480,17 +497,8 @@ def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(
     for participant, mine in tasks.groupby("participant_id"):
         got = set(zip(mine["job_id"], mine["interval_start_utc"], strict=True))
         assert got == expected and len(mine) == len(expected) == 5 + 1 + 7, participant
-    # Stored hours: every hour of both meters but 01:00-02:00 UTC each day (a reading missing).
-    stored = [
-        {"participant_id": p, "meter_id": m, "data_type": "energy", "hour_utc": h,
-         "value": 1.0, "unit": "kWh", "quality": "measured", "coverage": 1.0}
-        for p in PARTICIPANTS
-        for m in ("main", "sub")
-        for h in window.hours()
-        if h.hour != 1
-    ]  # fmt: skip
     with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
-        wh.upsert("fact_meter_hourly", pd.DataFrame(stored))
+        wh.upsert("fact_meter_hourly", stored)
         counted = with_hours(wh, tasks, now)
     for row in counted.itertuples():
         start = row.interval_start_utc.tz_localize("UTC")
@@ -498,3 +506,34 @@ def test_a_long_window_gives_each_interval_its_task_and_its_stored_hours(
         inside = [h for h in window.hours() if start <= h < end and h.hour != 1]
         assert row.hours_produced == len(inside), (row.participant_id, row.task_id)
     assert len(counted) == 2 * 13
+
+
+def test_tasks_recorded_a_participant_at_a_time_are_those_recorded_all_at_once(
+    tmp_path, monkeypatch
+):
+    """A month's backfill of a large fleet records its tasks a few participants at a time
+    (TASKS_AT_ONCE): the tasks, jobs, health and what the run shows are the same."""
+    fleet, window, outcomes, stored = long_window_fleet()
+    now = window.end.replace(tzinfo=None)
+    found = {}
+    for at_once in (25_000, 1):
+        monkeypatch.setattr("meterflow.jobs.track.TASKS_AT_ONCE", at_once)
+        monkeypatch.setattr("meterflow.jobs.track.TASK_ROWS", 5)
+        with DuckDBWarehouse(tmp_path / f"{at_once}.duckdb").prepare() as wh:
+            wh.upsert("fact_meter_hourly", stored)
+            tracked = track(
+                wh, PARTICIPANTS, fleet, outcomes, health_thresholds, now, now, window.end
+            )
+            tables = {
+                table: wh.query(f"SELECT * FROM {table} ORDER BY ALL")
+                for table in ("meter_task", "meter_job", "meter_health")
+            }
+        found[at_once] = tracked, tables
+    (whole, whole_tables), (parts, part_tables) = found[25_000], found[1]
+    assert len(whole_tables["meter_task"]) == 2 * 13
+    assert whole.task_counts == parts.task_counts == {"done": 2 * 13}
+    pd.testing.assert_frame_equal(whole.tasks, parts.tasks)
+    assert len(parts.tasks) == 5
+    for table, rows in whole_tables.items():
+        pd.testing.assert_frame_equal(rows, part_tables[table], obj=table)
+    assert len(whole_tables["meter_health"]) == 4
