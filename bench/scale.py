@@ -19,7 +19,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.fleet import FlowMemory, make_fleet, peak_rss_mib, print_table, quiet_prefect, timed
+from bench.fleet import (
+    FlowMemory,
+    make_fleet_apart,
+    peak_rss_mib,
+    print_table,
+    quiet_prefect,
+    timed,
+)
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE
 
 
@@ -31,7 +38,7 @@ def one(meters: int, days: int, shard_size: int) -> dict:
     from flows.dispatch import dispatch
 
     try:
-        window = make_fleet(work / "data", meters, days)
+        window = make_fleet_apart(work / "data", meters, days)
         with prefect_test_harness(server_startup_timeout=90), FlowMemory() as memory:
             seconds = timed(
                 lambda: dispatch(
