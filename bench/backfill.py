@@ -24,7 +24,8 @@ from meterflow.configuration.participants import list_participants
 
 DOES = {
     "p": "CSV -> UTC hour sums -> Parquet by participant/day + table",
-    "a": "+ raw archive, ledger, quality/coverage, plausibility, local days, calendar, MERGE",
+    "a": "+ raw archive, ledger, quality/coverage, plausibility, local days, calendar, MERGE, "
+    "ETL tasks and health",
     "b": "a, as Prefect task runs (plan, shards, merge, load) with state and logs",
     "c": "a, one Prefect task run per meter-hour",
     "f": "b's flow run, worker pool and task runs, no work",

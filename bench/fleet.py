@@ -20,18 +20,19 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from connectors import CONNECTOR_TYPES, connector_for
+from connectors import CONNECTOR_TYPES, connector_for, health_thresholds
 from meterflow.collection.catalog import read_catalog
 from meterflow.collection.collect import collect_shard, merge, unmerged
 from meterflow.collection.plan import plan_meters
-from meterflow.collection.shards import DEFAULT_SHARD_SIZE, ShardReport, shard
+from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, ShardReport, shard
 from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.config import Participant
 from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import list_participants, read_configuration
+from meterflow.jobs.track import track
 from meterflow.warehouse import DuckDBWarehouse
-from meterflow.warehouse.loads import Pending, load_pending
+from meterflow.warehouse.loads import Pending, batch_size, load_pending
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
 PER_PARTICIPANT = 100
@@ -69,24 +70,40 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
     """Meterflow's domain code with no Prefect, distributed as the dispatch flow distributes it:
     each participant validated, planned, collected and merged in a pool of worker processes
     (one per core), and the participants done meanwhile loaded together in this process as the
-    pool works on the next (reports aside: they are rendered at most daily, not per dispatch)."""
-    context = multiprocessing.get_context("spawn")  # as Prefect's process pool starts workers
+    pool works on the next (reports aside: they are rendered at most daily, not per dispatch);
+    then the meters' ETL tasks recorded and their health evaluated, as the flow does."""
+    started = datetime.now(UTC)
+    participants, outcomes = [], []
+    context = multiprocessing.get_context("spawn")  # as the flow's pool starts workers
     with ProcessPoolExecutor(os.cpu_count(), mp_context=context) as pool:
         pending = {
             pool.submit(_participant, data_root, pid, window)
             for pid in list_participants(data_root)
         }
+        at_least = batch_size(len(pending))
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            while pending and len(done) < at_least:
+                more, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done |= more
             batch = []
             for future in done:
-                storage = LocalStorage(data_root, future.result().id)
-                batch.append(Pending(storage, future.result(), read_catalog(storage).runs))
+                participant, found = future.result()
+                storage = LocalStorage(data_root, participant.id)
+                batch.append(Pending(storage, participant, read_catalog(storage).runs))
+                participants.append(participant)
+                outcomes += found
             with DuckDBWarehouse(warehouse) as wh:
                 load_pending(wh, batch, datetime.now(UTC))
+    with DuckDBWarehouse(warehouse) as wh:
+        ids = [p.id for p in participants]
+        now = datetime.now(UTC)
+        track(wh, ids, participants, outcomes, health_thresholds, started, now, window.end)
 
 
-def _participant(data_root: Path, participant_id: str, window: HourWindow) -> Participant:
+def _participant(
+    data_root: Path, participant_id: str, window: HourWindow
+) -> tuple[Participant, list[MeterOutcome]]:
     """One participant in a worker process, as the dispatch's participant task does it:
     validated, planned, collected shard by shard, and its runs merged."""
     storage = LocalStorage(data_root, participant_id)
@@ -95,7 +112,7 @@ def _participant(data_root: Path, participant_id: str, window: HourWindow) -> Pa
     planned = plan_meters(
         storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type], catalog
     )
-    runs = []
+    report = ShardReport()
     for meters in shard(planned, DEFAULT_SHARD_SIZE):
         run = collect_shard(
             storage,
@@ -104,10 +121,10 @@ def _participant(data_root: Path, participant_id: str, window: HourWindow) -> Pa
             lambda m: connector_for(m, participant.id),
             catalog=catalog,
         )
-        runs += ShardReport.of(run).runs
+        report.merge(ShardReport.of(run))
     now = datetime.now(UTC)
-    merge(storage, participant, [*runs, *unmerged(storage, now)], now)
-    return participant
+    merge(storage, participant, [*report.runs, *unmerged(storage, now)], now)
+    return participant, report.outcomes
 
 
 # The plain one-pass job a data engineer would write over the same exports: no ledger, no
