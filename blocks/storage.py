@@ -66,6 +66,11 @@ def in_buckets(participant_ids: list[str]) -> list[str]:
     return [p for p in participant_ids if block_name(p) in names]
 
 
+def known_bucket(participant_id: str, buckets: list[str] | None) -> bool | None:
+    """Whether the participant's storage is a block, from `in_buckets` (None: not asked)."""
+    return None if buckets is None else participant_id in buckets
+
+
 def storage_blocks() -> dict[str, str]:
     """Each storage block's name and the participant it names (one API call)."""
     from prefect.client.orchestration import get_client

@@ -67,6 +67,7 @@ def load_participants(
     participants: list[Participant],
     window: HourWindow,
     report_every_hours: float | None,
+    buckets: list[str] | None = None,
 ) -> dict[str, list[MeterOutcome]]:
     """Load what the participants' runs changed (and what an earlier run stored but never
     loaded), together; then each one's report when due, and its MRV jobs. A failure is an
@@ -84,7 +85,9 @@ def load_participants(
 
     label = participants[0].id + (f"..{participants[-1].id}" if len(participants) > 1 else "")
     try:
-        spans_of, unreadable = load_changes(data_root, warehouse, quote(participants), label)
+        spans_of, unreadable = load_changes(
+            data_root, warehouse, quote(participants), label, buckets
+        )
     except Exception as exc:  # e.g. the warehouse file is locked by another writer
         spans_of, unreadable = {}, {p.id: f"{type(exc).__name__}: {exc}" for p in participants}
     for participant in participants:
@@ -272,13 +275,15 @@ def dispatch(
     logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
     # Each participant's outcomes, reported in participant order whenever they were learnt.
     outcomes_of: dict[str, list[MeterOutcome]] = {pid: [] for pid in ids}
+    buckets = in_buckets(ids)  # the others' storage is opened without asking the API
 
     def load(participants: list[Participant]) -> None:
-        loaded = load_participants(data_root, warehouse, participants, window, report_every_hours)
+        loaded = load_participants(
+            data_root, warehouse, participants, window, report_every_hours, buckets
+        )
         for participant_id, found in loaded.items():
             outcomes_of[participant_id].extend(found)
 
-    buckets = in_buckets(ids)
     # Each participant is validated, planned and, when its plan fits one shard, collected and
     # merged in one task run whose work is done in a worker process; the participants whose task
     # runs completed meanwhile are loaded together while the workers do the next. A larger plan

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from prefect import task
 
 from blocks import open_warehouse
-from blocks.storage import open_storage
+from blocks.storage import known_bucket, open_storage
 from meterflow.collection.catalog import read_catalog
 from meterflow.common.memory import release_memory
 from meterflow.common.timeutil import HourWindow
@@ -51,14 +51,19 @@ def aggregate_window(
 
 @task(task_run_name="load-changes/{label}")
 def load_changes(
-    data_root: str, warehouse: str, participants: list[Participant], label: str
+    data_root: str,
+    warehouse: str,
+    participants: list[Participant],
+    label: str,
+    buckets: list[str] | None = None,
 ) -> tuple[dict[str, list[HourWindow]], dict[str, str]]:
     """Load and aggregate what every merged run not yet loaded changed (this run's, and any a
     lost flow left) for the participants, together, then record those runs as loaded: each
-    participant's spans in order, and why a participant's stored hours could not be read."""
+    participant's spans in order, and why a participant's stored hours could not be read.
+    `buckets`: the participants whose storage is a block (None: ask Prefect's API)."""
     pending = []
     for participant in participants:
-        storage = open_storage(data_root, participant.id)
+        storage = open_storage(data_root, participant.id, known_bucket(participant.id, buckets))
         pending.append(loads.Pending(storage, participant, read_catalog(storage).runs))
     with open_warehouse(warehouse) as wh:
         spans_of, failed = loads.load_pending(wh, pending, datetime.now(UTC))

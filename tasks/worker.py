@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from blocks.resolve import access_for, s3_client_for
-from blocks.storage import open_storage
+from blocks.storage import known_bucket, open_storage
 from connectors import CONNECTOR_TYPES, connector_for
 from meterflow.collection import collect
 from meterflow.collection.catalog import Catalog, read_catalog
@@ -63,7 +63,7 @@ def collect_participants(
     (None: ask Prefect's API for each)."""
     done = []
     for participant_id in participant_ids:
-        in_bucket = None if buckets is None else participant_id in buckets
+        in_bucket = known_bucket(participant_id, buckets)
         try:
             done.append(
                 _collect_participant(
