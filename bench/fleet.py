@@ -32,7 +32,7 @@ from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import list_participants, read_configuration
 from meterflow.jobs.track import track
 from meterflow.warehouse import DuckDBWarehouse
-from meterflow.warehouse.loads import Pending, batch_size, load_pending
+from meterflow.warehouse.loads import LOAD_AT_LEAST, Pending, load_pending
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
 PER_PARTICIPANT = 100
@@ -80,10 +80,9 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
             pool.submit(_participant, data_root, pid, window)
             for pid in list_participants(data_root)
         }
-        at_least = batch_size(len(pending))
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            while pending and len(done) < at_least:
+            while pending and len(done) < LOAD_AT_LEAST:
                 more, pending = wait(pending, return_when=FIRST_COMPLETED)
                 done |= more
             batch = []

@@ -28,7 +28,7 @@ from meterflow.common.timeutil import HourWindow, floor_hour
 from meterflow.configuration.config import Participant
 from meterflow.jobs.track import LOAD_FAILED
 from meterflow.reporting.schedule import REPORT_EVERY_HOURS
-from meterflow.warehouse.loads import batch_size
+from meterflow.warehouse.loads import LOAD_AT_LEAST
 from tasks.collect import collect_participants
 from tasks.jobs import health_artifact, track_jobs
 from tasks.pool import here, pool_workers, task_runner, worker_pool
@@ -139,7 +139,7 @@ def participant_groups(ids: list[str]) -> dict[str, list[str]]:
 
 def completed(futures: dict[str, list[PrefectFuture]]) -> Iterator[list[str]]:
     """The keys in batches as all their futures complete: each batch is every key completed
-    since the last, and at least `batch_size` of them (or all that are left), so work that
+    since the last, and at least LOAD_AT_LEAST of them (or all that are left), so work that
     follows them (a merge, a load) is done for many at once."""
     done: queue.SimpleQueue[str] = queue.SimpleQueue()
     left = {key: len(found) for key, found in futures.items()}
@@ -156,10 +156,10 @@ def completed(futures: dict[str, list[PrefectFuture]]) -> Iterator[list[str]]:
             done.put(key)
         for future in found:
             future.wrapped_future.add_done_callback(lambda _, key=key: one_done(key))
-    remaining, at_least = len(futures), batch_size(len(futures))
+    remaining = len(futures)
     while remaining:
         batch = [done.get()]
-        while not done.empty() or len(batch) < min(at_least, remaining):
+        while not done.empty() or len(batch) < min(LOAD_AT_LEAST, remaining):
             batch.append(done.get())
         remaining -= len(batch)
         yield batch
