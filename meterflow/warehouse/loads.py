@@ -276,7 +276,7 @@ def load_hours(
 # Meter-hours gathered across participants and windows before their upserts run: an hourly
 # dispatch of 10,000 meters is one statement per table, a backfill's memory stays bounded (at
 # 200,000 the flow's loads set the peak of a 10,000-meter month's backfill: 999-1,041 MiB PSS
-# with its workers, 955 at 100,000).
+# with its workers, 955-968 at 100,000).
 ROWS_PER_UPSERT = 100_000
 # A dispatch loads the participants whose collection completed once at least this many have (or
 # all that are left): a load has a fixed cost (the configuration compared, emission factors, a
