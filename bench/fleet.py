@@ -20,19 +20,24 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from connectors import CONNECTOR_TYPES, connector_for, health_thresholds
+from connectors import health_thresholds
 from meterflow.collection.catalog import read_catalog
-from meterflow.collection.collect import collect_shard, merge, unmerged
-from meterflow.collection.plan import plan_meters
-from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, ShardReport, shard
+from meterflow.collection.shards import (
+    DEFAULT_SHARD_SIZE,
+    MeterOutcome,
+    ShardReport,
+    shard,
+    shard_label,
+)
 from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.config import Participant
 from meterflow.configuration.fleets import csv_meter, participant_xml
-from meterflow.configuration.participants import list_participants, read_configuration
+from meterflow.configuration.participants import list_participants
 from meterflow.jobs.track import track
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.loads import LOAD_AT_LEAST, Pending, load_pending
+from tasks import worker
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
 PER_PARTICIPANT = 100
@@ -103,27 +108,22 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
 def _participant(
     data_root: Path, participant_id: str, window: HourWindow
 ) -> tuple[Participant, list[MeterOutcome]]:
-    """One participant in a worker process, as the dispatch's participant task does it:
-    validated, planned, collected shard by shard, and its runs merged."""
-    storage = LocalStorage(data_root, participant_id)
-    participant = read_configuration(storage)
-    catalog = read_catalog(storage)
-    planned = plan_meters(
-        storage, participant, window, lambda m: CONNECTOR_TYPES[m.connector.type], catalog
+    """One participant in a worker process, with the code the dispatch's worker processes run
+    (`tasks.worker`): validated, planned, collected shard by shard, and its runs merged."""
+    root = str(data_root)
+    (planned,) = worker.collect_participants(
+        root, [participant_id], window, DEFAULT_SHARD_SIZE, True, []
     )
-    report = ShardReport()
-    for meters in shard(planned, DEFAULT_SHARD_SIZE):
-        run = collect_shard(
-            storage,
-            participant,
-            meters,
-            lambda m: connector_for(m, participant.id),
-            catalog=catalog,
-        )
-        report.merge(ShardReport.of(run))
-    now = datetime.now(UTC)
-    merge(storage, participant, [*report.runs, *unmerged(storage, now)], now)
-    return participant, report.outcomes
+    if planned.error is not None:
+        raise planned.error
+    if planned.report is not None:  # one shard: collected and merged already
+        return planned.participant, planned.report.outcomes
+    report, shards = ShardReport(), shard(planned.planned, DEFAULT_SHARD_SIZE)
+    for i, meters in enumerate(shards):
+        label = shard_label(i, len(shards), meters)
+        report.merge(worker.collect_shard(root, planned.participant, meters, label, None, False))
+    worker.merge_runs(root, planned.participant, report.runs, False)
+    return planned.participant, report.outcomes
 
 
 # The plain one-pass job a data engineer would write over the same exports: no ledger, no

@@ -55,14 +55,16 @@ def open_storage(
     return block.open()
 
 
-def participant_ids(data_root: str | Path) -> list[str]:
-    """Every participant: those with a storage block, and local folders holding a configuration."""
-    return sorted(set(storage_blocks().values()) | set(list_participants(data_root)))
+def participant_ids(data_root: str | Path, blocks: dict[str, str] | None = None) -> list[str]:
+    """Every participant: those with a storage block, and local folders holding a configuration.
+    `blocks`: `storage_blocks()`, when the caller has it already."""
+    blocks = storage_blocks() if blocks is None else blocks
+    return sorted(set(blocks.values()) | set(list_participants(data_root)))
 
 
-def in_buckets(participant_ids: list[str]) -> list[str]:
+def in_buckets(participant_ids: list[str], blocks: dict[str, str] | None = None) -> list[str]:
     """Those of the participants whose storage a block names, as `open_storage` finds them."""
-    names = storage_blocks()
+    names = storage_blocks() if blocks is None else blocks
     return [p for p in participant_ids if block_name(p) in names]
 
 

@@ -20,7 +20,7 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from blocks.storage import in_buckets, participant_ids
+from blocks.storage import in_buckets, participant_ids, storage_blocks
 from flows.collect import SHARD_DEPLOYMENT, Mode, start_shards
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures
 from meterflow.common.errors import MeterflowError
@@ -260,8 +260,9 @@ def dispatch(
     Without `start`/`end` the window is the last `lookback_hours` whole hours (UTC): hours
     already complete are skipped, so an hourly schedule also fills gaps after downtime.
     `warehouse` is a DuckDB file path or a warehouse block, e.g. `meterflow-postgresql/prod`.
-    Collection runs in shards of `shard_size` meters: concurrently in this process
-    (`mode="local"`), or as runs of `shard_deployment` (`mode="deployments"`) on its work pool.
+    Collection runs in shards of `shard_size` meters: concurrently in this run's worker
+    processes (`mode="local"`), or as runs of `shard_deployment` (`mode="deployments"`) on its
+    work pool.
     A participant's latest report is rendered after a load when it is `report_every_hours` old
     or missing (0: after every load, None: never); `meterflow report` renders one on demand.
     Then the meters' ETL tasks are recorded, their health evaluated as of the window's end, and
@@ -271,11 +272,12 @@ def dispatch(
     logger = get_run_logger()
     started = datetime.now(UTC)
     window = resolve_window(start, end, lookback_hours)
-    ids = participants or participant_ids(data_root)
+    blocks = storage_blocks()  # asked once: the others' storage is opened without the API
+    ids = participants or participant_ids(data_root, blocks)
+    buckets = in_buckets(ids, blocks)
     logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
     # Each participant's outcomes, reported in participant order whenever they were learnt.
     outcomes_of: dict[str, list[MeterOutcome]] = {pid: [] for pid in ids}
-    buckets = in_buckets(ids)  # the others' storage is opened without asking the API
 
     def load(participants: list[Participant]) -> None:
         loaded = load_participants(
