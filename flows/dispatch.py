@@ -7,7 +7,6 @@ artifact says who failed and why, and the run ends Failed naming them, so that o
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -128,19 +127,31 @@ def load_participants(
 
 
 def participant_groups(ids: list[str]) -> dict[str, list[str]]:
-    """The participants in groups, about four per worker process of the pool, each named by
-    its first and last participant: enough groups to balance the workers and to load the first
-    while the pool collects the next, few enough that a task run's cost is paid a few times."""
-    count = min(len(ids), 4 * pool_workers())
-    bounds = [len(ids) * i // count for i in range(count + 1)] if count else []
-    groups = [ids[a:b] for a, b in itertools.pairwise(bounds)]  # sizes differ by one at most
+    """The participants in groups for their task runs, largest first, each named by its first
+    and last participant: a group takes a quarter of what is left per worker process, down to
+    single participants at the end. Few task runs (14 for 100 participants on two workers),
+    and no worker left collecting a large group while the others idle: in equal groups of one
+    or two, the run's last group of two kept one worker busy for a participant's time after
+    the other had finished."""
+    per_group = 2 * pool_workers()
+    groups, first = [], 0
+    while first < len(ids):
+        size = -(-(len(ids) - first) // per_group)  # rounded up: at least one
+        groups.append(ids[first : first + size])
+        first += size
     return {(g[0] if len(g) == 1 else f"{g[0]}..{g[-1]}"): g for g in groups}
 
 
-def completed(futures: dict[str, list[PrefectFuture]]) -> Iterator[list[str]]:
+def completed(
+    futures: dict[str, list[PrefectFuture]], participants: dict[str, int] | None = None
+) -> Iterator[list[str]]:
     """The keys in batches as all their futures complete: each batch is every key completed
-    since the last, and at least LOAD_AT_LEAST of them (or all that are left), so work that
-    follows them (a merge, a load) is done for many at once."""
+    since the last, and keys of at least LOAD_AT_LEAST participants (or all that are left), so
+    the load that follows them is done for many at once. A key is one participant unless
+    `participants` counts more (a group): a group of several is loaded as soon as it completes,
+    not held back for more groups (at 5,000 meters x 7 days the flow took 24.5 s against the
+    bare code's 20.9 s when it was held back, 23.5 s against 22.6 s after)."""
+    size = participants or {}
     done: queue.SimpleQueue[str] = queue.SimpleQueue()
     left = {key: len(found) for key, found in futures.items()}
     lock = threading.Lock()
@@ -156,12 +167,14 @@ def completed(futures: dict[str, list[PrefectFuture]]) -> Iterator[list[str]]:
             done.put(key)
         for future in found:
             future.wrapped_future.add_done_callback(lambda _, key=key: one_done(key))
-    remaining = len(futures)
+    remaining = sum(size.get(key, 1) for key in futures)
     while remaining:
         batch = [done.get()]
-        while not done.empty() or len(batch) < min(LOAD_AT_LEAST, remaining):
+        count = size.get(batch[0], 1)
+        while not done.empty() or count < min(LOAD_AT_LEAST, remaining):
             batch.append(done.get())
-        remaining -= len(batch)
+            count += size.get(batch[-1], 1)
+        remaining -= count
         yield batch
 
 
@@ -188,17 +201,19 @@ def _collect_and_load(
             )
         batches = iter([lone])
     else:
+        groups = participant_groups(ids)
         futures = {
             label: [
                 collect_participants.submit(
                     data_root, group, window, shard_size, label, one_shard, buckets
                 )
             ]
-            for label, group in participant_groups(ids).items()
+            for label, group in groups.items()
         }
+        sizes = {label: len(group) for label, group in groups.items()}
         batches = (
             [planned for label in labels for planned in futures[label][0].result()]
-            for labels in completed(futures)
+            for labels in completed(futures, sizes)
         )
 
     started_shards, valid = [], []

@@ -41,9 +41,12 @@ def pool_workers() -> int:
 
 
 def task_runner() -> ThreadPoolTaskRunner:
-    """The collection flows' task runner: a thread per worker process, so that a task run is
-    Running while a worker does its work, not while it waits for one."""
-    return ThreadPoolTaskRunner(max_workers=pool_workers())
+    """The collection flows' task runner: two threads per worker process, so that while a
+    worker does one task run's work the next task run has begun and its work waits in the
+    pool's queue. With one thread per worker, each worker sat idle while Prefect finished one
+    task run and began the next. A task run may thus be Running while its work waits behind
+    one other's."""
+    return ThreadPoolTaskRunner(max_workers=2 * pool_workers())
 
 
 @contextmanager
