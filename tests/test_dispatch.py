@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import subprocess
+import threading
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 import duckdb
 import pytest
@@ -20,11 +24,13 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.futures import PrefectConcurrentFuture
+from prefect.settings import PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS, temporary_settings
 
 import flows.dispatch
 from flows.collect import collect
 from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
-from flows.dispatch import dispatch
+from flows.dispatch import completed, dispatch, participant_groups
 from flows.mrv import mrv
 from meterflow.collection.catalog import read_catalog
 from meterflow.common import demo_data
@@ -403,3 +409,34 @@ def test_an_hourly_dispatch_renders_the_report_once_a_day_unless_told(prefect_se
     assert report.read_text() == first
     new_day(4, report_every_hours=0)
     assert "2026-04-04" in report.read_text() and report.read_text() != first
+
+
+def test_participants_go_in_groups_largest_first_down_to_single_participants():
+    """A worker is never left collecting a large group at the end while the others idle."""
+    ids = [f"p{i:03d}" for i in range(100)]
+    with temporary_settings({PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS: 2}):
+        groups = participant_groups(ids)
+    assert [pid for group in groups.values() for pid in group] == ids  # each once, in order
+    sizes = [len(group) for group in groups.values()]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[0] == 25 and sizes[-4:] == [1, 1, 1, 1] and len(groups) == 14
+    labels = list(groups)
+    assert labels[0] == "p000..p024" and labels[-1] == "p099"
+
+
+def test_a_group_of_several_participants_is_loaded_as_soon_as_it_completes():
+    """Loads wait for at least three participants, not three task runs: a group of three
+    loads alone; two single participants wait for each other."""
+    done = {key: Future() for key in ("p000..p002", "p003", "p004")}
+    futures = {key: [PrefectConcurrentFuture(uuid4(), f)] for key, f in done.items()}
+    batches = completed(futures, {"p000..p002": 3})
+    got: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
+    threading.Thread(target=lambda: [got.put(batch) for batch in batches], daemon=True).start()
+
+    done["p000..p002"].set_result(None)
+    assert got.get(timeout=5) == ["p000..p002"]
+    done["p004"].set_result(None)
+    with pytest.raises(queue.Empty):
+        got.get(timeout=0.5)
+    done["p003"].set_result(None)
+    assert got.get(timeout=5) == ["p004", "p003"]
