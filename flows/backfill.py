@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
+import flows.heartbeats  # noqa: F401  (a flow run ends when its work ends)
 from blocks.storage import open_storage
 from flows.collect import SHARD_DEPLOYMENT, Mode, collect_participant
 from flows.naming import participant_window

@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.deployments import arun_deployment
 from prefect.futures import PrefectFuture, wait
 
+import flows.heartbeats  # noqa: F401  (a flow run ends when its work ends)
 from flows.naming import participant_window
 from meterflow.collection.plan import MeterWindow
 from meterflow.collection.shards import (

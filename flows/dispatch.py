@@ -19,6 +19,7 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
+import flows.heartbeats  # noqa: F401  (a flow run ends when its work ends)
 from blocks.storage import in_buckets, participant_ids, storage_blocks
 from flows.collect import SHARD_DEPLOYMENT, Mode, start_shards
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failures

@@ -17,6 +17,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
+import flows.heartbeats  # noqa: F401  (a flow run ends when its work ends)
 from meterflow.common.timeutil import floor_hour
 from meterflow.mrv.run import RecordsNeedAction
 from tasks.mrv import run_mrv

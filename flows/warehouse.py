@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+import flows.heartbeats  # noqa: F401  (a flow run ends when its work ends)
 from flows.naming import participant_window
 from meterflow.common.timeutil import HourWindow
 from tasks.participants import validate_participant

@@ -8,6 +8,7 @@ import queue
 import shutil
 import subprocess
 import threading
+import time
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
+)
+from prefect.events.filters import (
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventResourceFilter,
 )
 from prefect.futures import PrefectConcurrentFuture
 from prefect.settings import PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS, temporary_settings
@@ -222,6 +229,23 @@ def test_dispatch_names_its_run_and_leaves_a_summary_artifact(demo):
     assert by_meter["syd-hq-pv"]["status"] == "quarantined"
     assert "pv-broken.csv:2" in by_meter["syd-hq-pv"]["why"]
     assert by_meter["syd-hq-hvac"]["hours_new"] >= 96
+
+
+def test_a_dispatch_run_sends_its_heartbeat(demo):
+    """Heartbeats detect crashed runs: they are still sent now that a flow run ends without
+    waiting for its heartbeat thread (flows/heartbeats.py)."""
+    run_id = demo[3].state_details.flow_run_id
+    only_its_heartbeats = EventFilter(
+        occurred=EventOccurredFilter(since=datetime(2026, 1, 1, tzinfo=UTC)),
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+    )
+    with get_client(sync_client=True) as client:
+        for _ in range(100):  # the API server stores events a moment after they arrive
+            if heartbeats := client.read_events(only_its_heartbeats, limit=1).events:
+                break
+            time.sleep(0.1)
+    assert heartbeats, f"no heartbeat event for dispatch run {run_id}"
 
 
 @pytest.mark.parametrize("grouped", [False, True], ids=["a-task-each", "one-task-for-all"])
