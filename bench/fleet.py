@@ -80,7 +80,9 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
     started = datetime.now(UTC)
     participants, outcomes = [], []
     context = multiprocessing.get_context("spawn")  # as the flow's pool starts workers
-    with ProcessPoolExecutor(os.cpu_count(), mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        os.cpu_count(), mp_context=context, initializer=worker.start_worker, initargs=({},)
+    ) as pool:
         pending = {
             pool.submit(_participant, data_root, pid, window)
             for pid in list_participants(data_root)
@@ -150,9 +152,9 @@ def run_peer(data_root: Path, out: Path, database: Path) -> None:
         con.execute(PEER_SQL.format(root=data_root, out=out))
 
 
-def timed(run: Callable[[], object]) -> float:
+def timed(run: Callable[..., object], *args, **kwargs) -> float:
     started = time.perf_counter()
-    run()
+    run(*args, **kwargs)
     return time.perf_counter() - started
 
 

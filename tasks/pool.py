@@ -57,7 +57,7 @@ def worker_pool() -> Iterator[None]:
     pool = ProcessPoolExecutor(
         pool_workers(),
         mp_context=multiprocessing.get_context("spawn"),  # fork would copy the flow's threads
-        initializer=worker.set_environment,
+        initializer=worker.start_worker,
         initargs=(env,),
     )
     token = _pool.set(pool)

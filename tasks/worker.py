@@ -5,7 +5,9 @@ block."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +26,20 @@ from meterflow.configuration.config import Meter, Participant
 from meterflow.configuration.participants import read_configuration
 
 
-def set_environment(env: dict[str, str]) -> None:
-    """A worker's start: the flow's Prefect settings, for the blocks it may read."""
+def start_worker(env: dict[str, str]) -> None:
+    """A worker's start: the flow's Prefect settings, for the blocks it may read. And its end,
+    once the pool stops it, without the interpreter's teardown: that frees every module's objects
+    one by one (0.2 s here, with pandas and pyarrow loaded), while the flow waits for its pool
+    to stop; the worker holds nothing to flush but its standard streams, and the system frees
+    its memory at once."""
     os.environ.update(env)
+    atexit.register(_exit_at_once)
+
+
+def _exit_at_once() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @dataclass
