@@ -28,8 +28,10 @@ from meterflow.standardisation.readings import (
     LATEST,
     MISSING_TOKENS,
     SourceReadings,
+    either,
     from_arrow,
     is_missing_text,
+    to_arrow,
 )
 
 
@@ -437,12 +439,13 @@ def _plain_parts(data: bytes, delimiter: str) -> tuple[bytes, bytes, int] | None
     """(header, body, rows) of a file pyarrow reads as pandas would: no byte order mark, no
     blank line, a header of distinct, unquoted names; None otherwise."""
     header, _, body = data.partition(b"\n")
-    if data[:3] == b"\xef\xbb\xbf" or b'"' in data or not body.strip():
+    if data[:3] == b"\xef\xbb\xbf" or b'"' in data or not body or body.isspace():
         return None
     if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r")):
         return None
-    if data.count(b"\r") != data.count(b"\r\n"):  # a line ending in \r alone: pyarrow
-        return None  # skips the blank line that makes, where pandas counts it
+    # A line ending in \r alone: pyarrow skips the blank line that makes, where pandas counts it.
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return None
     try:
         names = header.decode().rstrip("\r").split(delimiter)
     except UnicodeDecodeError:
@@ -491,7 +494,7 @@ def _read_table(data: bytes, delimiter: str) -> pa.Table:
         f"column{i}" if str(name).startswith("Unnamed: ") else str(name)
         for i, name in enumerate(frame.columns, start=1)
     ]
-    return pa.Table.from_pandas(frame.astype(str), preserve_index=False)
+    return to_arrow(frame.astype(str))
 
 
 def _columns(
@@ -641,7 +644,7 @@ def _intervals(rows: _Rows, frame: pd.DataFrame, settings: CsvFormat, files: int
             "start": start,
             "end": start + length,
             "value": frame["value"],
-            "quality": np.where(frame["value"].isna(), "missing", "measured"),
+            "quality": either(frame["value"].isna(), "missing", "measured"),
             "line": frame["line"],
         }
     )

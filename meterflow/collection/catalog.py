@@ -33,7 +33,7 @@ from meterflow.collection.rawlog import PAYLOAD_SCHEMA, RunReader, zipped
 from meterflow.common.errors import MeterflowError
 from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HourWindow, merge_windows
-from meterflow.standardisation.readings import from_arrow
+from meterflow.standardisation.readings import from_arrow, to_arrow
 
 PREFIX = "state/catalog/"
 INDEX_SCHEMA = pa.schema(
@@ -114,7 +114,7 @@ def index_rows(entries: list[dict]) -> pd.DataFrame:
     for f in INDEX_SCHEMA:
         if pa.types.is_timestamp(f.type):
             frame[f.name] = pd.to_datetime(frame[f.name], utc=True)
-    return from_arrow(pa.Table.from_pandas(frame, schema=INDEX_SCHEMA, preserve_index=False))
+    return from_arrow(to_arrow(frame, INDEX_SCHEMA))
 
 
 def archived(storage: Storage, meter_id: str) -> list[dict]:
@@ -205,9 +205,7 @@ def _index(members: dict[str, bytes]) -> pd.DataFrame:
 
 
 def _index_bytes(rows: pd.DataFrame) -> bytes:
-    table = pa.Table.from_pandas(
-        rows.sort_values(["seq", "row"]), schema=INDEX_SCHEMA, preserve_index=False
-    )
+    table = to_arrow(rows.sort_values(["seq", "row"]), INDEX_SCHEMA)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()

@@ -264,9 +264,10 @@ def merge(
     after.runs = [r for r in after.runs if datetime.fromisoformat(r["merged"]) >= kept]
     if hours:
         rows = pd.concat(hours, ignore_index=True)
-        for (data_type, day), fresh in rows.groupby(
-            ["data_type", rows["hour_utc"].dt.strftime("%Y-%m-%d")]
+        for (data_type, midnight), fresh in rows.groupby(
+            ["data_type", rows["hour_utc"].dt.floor("D")]  # not strftime: 15 ms a participant
         ):
+            day = f"{midnight:%Y-%m-%d}"
             existing = read_day(storage, data_type, day)
             changed.append(upsert_day(storage, data_type, day, fresh[DAY_COLUMNS], existing))
     after.payloads = after.payloads.reindex(columns=INDEX_SCHEMA.names)

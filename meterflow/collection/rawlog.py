@@ -31,6 +31,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import BinaryIO
 
 import pandas as pd
@@ -38,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meterflow.common.storage import Entry, Storage
-from meterflow.standardisation.readings import from_arrow
+from meterflow.standardisation.readings import from_arrow, to_arrow
 
 PREFIX = "raw/"
 LARGE = 4 * 1024 * 1024  # bytes: a payload this large is archived as an object of its own
@@ -84,7 +85,7 @@ class Payload:
     seen: dict | None = None  # an export file's size and version, so an unchanged one is skipped
     stored: Stored | None = None  # streamed into the raw log as it was fetched (`data` is b"")
 
-    @property
+    @cached_property  # asked several times per payload on its way through a run
     def sha(self) -> str:
         return self.stored.sha256 if self.stored else hashlib.sha256(self.data).hexdigest()
 
@@ -170,7 +171,7 @@ class RunWriter:
             # Uncompressed, not dictionary-encoded: each payload's bytes lie in the object as
             # fetched, so a search of the bucket (for a leaked key, say) sees them.
             "payloads.parquet": _parquet(payloads, compression="none", use_dictionary=False),
-            "hours.parquet": _parquet(pa.Table.from_pandas(hours, preserve_index=False)),
+            "hours.parquet": _parquet(to_arrow(hours)),
             "manifest.json": json.dumps(
                 {"run": self.run_id, **manifest}, sort_keys=True, default=str
             ).encode(),

@@ -20,7 +20,12 @@ import pyarrow.parquet as pq
 
 from meterflow.common.storage import Storage
 from meterflow.configuration.config import Meter
-from meterflow.standardisation.readings import HOURLY_COLUMNS, empty_hourly, from_arrow
+from meterflow.standardisation.readings import (
+    HOURLY_COLUMNS,
+    empty_hourly,
+    from_arrow,
+    to_arrow,
+)
 
 PROVENANCE_COLUMNS = ["fetch", "made_with"]
 DAY_COLUMNS = ["meter_id", *HOURLY_COLUMNS, *PROVENANCE_COLUMNS]
@@ -75,11 +80,7 @@ def read_ledger(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame
 
 
 def write_day(storage: Storage, data_type: str, day: str, rows: pd.DataFrame) -> None:
-    table = pa.Table.from_pandas(
-        rows[DAY_COLUMNS].sort_values(["meter_id", "hour_utc"]),
-        schema=DAY_SCHEMA,
-        preserve_index=False,
-    )
+    table = to_arrow(rows[DAY_COLUMNS].sort_values(["meter_id", "hour_utc"]), DAY_SCHEMA)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     storage.write(day_key(data_type, day), buffer.getvalue())

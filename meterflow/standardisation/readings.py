@@ -20,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 QUALITIES = ("measured", "interpolated", "estimated", "missing")
 # Cells that mean "no value" in a source file, like an empty cell (compared case-insensitively).
@@ -78,6 +80,23 @@ def first_out_of_range(times: pd.Series) -> object | None:
     """The index label of the first time outside EARLIEST..LATEST (None if all are inside)."""
     bad = (times < EARLIEST) | (times >= LATEST)
     return bad.idxmax() if bad.any() else None
+
+
+def to_arrow(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
+    """A data frame as a pyarrow table (without its index), converted in this thread: for a
+    frame of many rows pyarrow starts a pool of threads per call (16 ms a participant here, in
+    a worker process that has a core of its own already)."""
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False, nthreads=1)
+
+
+def either(
+    condition: np.ndarray | pd.Series, true: str, false: str
+) -> pd.api.extensions.ExtensionArray:
+    """`true` where the condition holds, else `false`: a text column (no index) built by
+    pyarrow in 1 ms, where numpy's strings (np.where) took pandas 17 ms per 200,000 readings to
+    convert to its own."""
+    chosen = pc.if_else(pa.array(np.asarray(condition, dtype=bool)), true, false)
+    return chosen.to_pandas().array
 
 
 def from_arrow(table) -> pd.DataFrame:

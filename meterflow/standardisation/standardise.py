@@ -24,6 +24,7 @@ from meterflow.standardisation.readings import (
     HOURLY_COLUMNS,
     QUALITY_RANK,
     SourceReadings,
+    either,
     empty_hourly,
     nanoseconds,
     worst_quality,
@@ -224,7 +225,7 @@ def _register_to_intervals(
             "start": pd.to_datetime(times[:-1], utc=True),
             "end": pd.to_datetime(times[1:], utc=True),
             "value": delta,
-            "quality": np.where(estimated, "estimated", "measured"),
+            "quality": either(estimated, "estimated", "measured"),
         }
     )
 

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from meterflow.standardisation.readings import to_arrow
 from meterflow.warehouse.backend import LoadCounts, StoredRows, Warehouse, prepare
 from meterflow.warehouse.schema import TABLES, TYPES
 
@@ -180,7 +181,7 @@ def _arrow(table: str, rows: pd.DataFrame) -> pa.Table:
     Every field is nullable here: BigQuery itself refuses a NULL in a REQUIRED column."""
     spec = TABLES[table]
     schema = pa.schema([pa.field(name, ARROW_TYPES[kind]) for name, kind, _ in spec.columns])
-    return pa.Table.from_pandas(prepare(rows[spec.column_names]), schema, preserve_index=False)
+    return to_arrow(prepare(rows[spec.column_names]), schema)
 
 
 def _single(job: Any) -> int:
