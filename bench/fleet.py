@@ -34,7 +34,7 @@ from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.config import Participant
 from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import list_participants
-from meterflow.jobs.track import Tracked, record, track
+from meterflow.jobs.track import track
 from meterflow.warehouse import DuckDBWarehouse
 from meterflow.warehouse.loads import LOAD_AT_LEAST, Pending, load_pending
 from tasks import worker
@@ -75,11 +75,10 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
     """Meterflow's domain code with no Prefect, distributed as the dispatch flow distributes it:
     each participant validated, planned, collected and merged in a pool of worker processes
     (one per core), and the participants done meanwhile loaded together in this process as the
-    pool works on the next (reports aside: they are rendered at most daily, not per dispatch),
-    and their meters' ETL tasks recorded; then every meter's health evaluated, as the flow
-    does."""
+    pool works on the next (reports aside: they are rendered at most daily, not per dispatch);
+    then the meters' ETL tasks recorded and their health evaluated, as the flow does."""
     started = datetime.now(UTC)
-    participants, outcomes, recorded = [], [], Tracked()
+    participants, outcomes = [], []
     context = multiprocessing.get_context("spawn")  # as the flow's pool starts workers
     with ProcessPoolExecutor(
         os.cpu_count(), mp_context=context, initializer=worker.start_worker, initargs=({},)
@@ -93,32 +92,19 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
             while pending and len(done) < LOAD_AT_LEAST:
                 more, pending = wait(pending, return_when=FIRST_COMPLETED)
                 done |= more
-            batch, found_now = [], []
+            batch = []
             for future in done:
                 participant, found = future.result()
                 storage = LocalStorage(data_root, participant.id)
                 batch.append(Pending(storage, participant, read_catalog(storage).runs))
-                found_now += found
+                participants.append(participant)
+                outcomes += found
             with DuckDBWarehouse(warehouse) as wh:
                 load_pending(wh, batch, datetime.now(UTC))
-                loaded = [p.participant for p in batch]
-                now = datetime.now(UTC)
-                recorded.merge(record(wh, loaded, found_now, started, now, window.end))
-            participants += loaded
-            outcomes += found_now
     with DuckDBWarehouse(warehouse) as wh:
-        ids, now = [p.id for p in participants], datetime.now(UTC)
-        track(
-            wh,
-            ids,
-            participants,
-            outcomes,
-            health_thresholds,
-            started,
-            now,
-            window.end,
-            recorded=recorded,
-        )
+        ids = [p.id for p in participants]
+        now = datetime.now(UTC)
+        track(wh, ids, participants, outcomes, health_thresholds, started, now, window.end)
 
 
 def _participant(

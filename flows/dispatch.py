@@ -26,11 +26,11 @@ from meterflow.collection.shards import DEFAULT_SHARD_SIZE, MeterOutcome, failur
 from meterflow.common.errors import MeterflowError
 from meterflow.common.timeutil import HourWindow, floor_hour
 from meterflow.configuration.config import Participant
-from meterflow.jobs.track import LOAD_FAILED, Tracked
+from meterflow.jobs.track import LOAD_FAILED
 from meterflow.reporting.schedule import REPORT_EVERY_HOURS
 from meterflow.warehouse.loads import LOAD_AT_LEAST
 from tasks.collect import collect_participants
-from tasks.jobs import health_artifact, record_jobs, track_jobs
+from tasks.jobs import health_artifact, track_jobs
 from tasks.pool import here, pool_workers, task_runner, worker_pool
 from tasks.warehouse import load_changes, report_due, report_window
 
@@ -294,7 +294,6 @@ def dispatch(
     logger.info("dispatch %s over %d participants: %s", window, len(ids), ", ".join(ids))
     # Each participant's outcomes, reported in participant order whenever they were learnt.
     outcomes_of: dict[str, list[MeterOutcome]] = {pid: [] for pid in ids}
-    recorded = Tracked()  # the ETL tasks recorded load by load
 
     def load(participants: list[Participant]) -> None:
         loaded = load_participants(
@@ -302,21 +301,6 @@ def dispatch(
         )
         for participant_id, found in loaded.items():
             outcomes_of[participant_id].extend(found)
-        fine = [
-            p
-            for p in participants
-            if not any(o.error_type == LOAD_FAILED for o in outcomes_of[p.id])
-        ]
-        if not fine:
-            return
-        outcomes = [o for p in fine for o in outcomes_of[p.id]]
-        label = fine[0].id + (f"..{fine[-1].id}" if len(fine) > 1 else "")
-        try:
-            recorded.merge(
-                record_jobs(warehouse, quote(fine), quote(outcomes), started, window.end, label)
-            )
-        except Exception as exc:  # recorded with the others' health, at the end
-            logger.warning("tasks of %s not recorded with their load: %s", label, exc)
 
     # Each participant is validated, planned and, when its plan fits one shard, collected and
     # merged in one task run whose work is done in a worker process; the participants whose task
@@ -339,7 +323,6 @@ def dispatch(
             window.end,
             str(window),
             notify=notify,
-            recorded=quote(recorded),
         )
         state_of = {(h["participant_id"], h["meter_id"]): h["state"] for h in tracked.health}
         health_artifact(tracked, window)

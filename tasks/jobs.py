@@ -1,5 +1,5 @@
-"""A dispatch's meter jobs: each load's ETL tasks recorded as it completes, then every meter's
-health and the alerts it raises (one task run for every participant of the dispatch)."""
+"""After a dispatch's loads: the meters' ETL tasks, their health and the alerts it raises (one
+task run for every participant of the dispatch)."""
 
 from __future__ import annotations
 
@@ -18,23 +18,7 @@ from meterflow.collection.shards import MeterOutcome
 from meterflow.configuration.config import Participant
 from meterflow.jobs import alerts
 from meterflow.jobs.store import last_error
-from meterflow.jobs.track import Tracked, record, track
-
-
-@task(task_run_name="record-jobs/{label}")
-def record_jobs(
-    warehouse: str,
-    participants: list[Participant],
-    outcomes: list[MeterOutcome],
-    started: datetime,
-    as_of: datetime,
-    label: str,
-) -> Tracked:
-    """Record the ETL tasks of participants just loaded, while the dispatch collects others;
-    their health waits for `track_jobs`, which records any participant left out here."""
-    with open_warehouse(warehouse) as wh:
-        wh.prepare()
-        return record(wh, participants, outcomes, started, datetime.now(UTC), as_of)
+from meterflow.jobs.track import Tracked, track
 
 
 @task(task_run_name="jobs/{label}")
@@ -49,13 +33,12 @@ def track_jobs(
     rerun: bool = False,
     notify: str | None = None,
     look_forward: bool = True,
-    recorded: Tracked | None = None,
 ) -> Tracked:
-    """Record the meters' ETL tasks (but those `recorded` already), evaluate their health as
-    of `as_of` (a dispatch's window end) and open or resolve alert incidents, then send the
-    messages that are due through each participant's notification block (or the platform's,
-    `notify`). A dispatch of a window older than the last one evaluated, or a backfill
-    (`look_forward=False`, `rerun=True`), records tasks only: health and alerts look forward."""
+    """Record the meters' ETL tasks, evaluate their health as of `as_of` (a dispatch's window
+    end) and open or resolve alert incidents, then send the messages that are due through each
+    participant's notification block (or the platform's, `notify`). A dispatch of a window older
+    than the last one evaluated, or a backfill (`look_forward=False`, `rerun=True`), records
+    tasks only: health and alerts look forward."""
     logger = get_run_logger()
     with open_warehouse(warehouse) as wh:
         wh.prepare()
@@ -71,7 +54,6 @@ def track_jobs(
             rerun,
             notify,
             look_forward,
-            recorded,
         )
         tasks_artifact(tracked, label)
         for incident in tracked.incidents:

@@ -27,7 +27,7 @@ from meterflow.configuration.participant_xml import load_participant
 from meterflow.jobs import alerts, health
 from meterflow.jobs.etl import etl_executions, with_hours
 from meterflow.jobs.health import Thresholds
-from meterflow.jobs.track import Tracked, record, track
+from meterflow.jobs.track import track
 from meterflow.warehouse.duck import DuckDBWarehouse
 
 KEY = "key_" + "f1ee7" * 6
@@ -537,43 +537,3 @@ def test_tasks_recorded_a_participant_at_a_time_are_those_recorded_all_at_once(
     for table, rows in whole_tables.items():
         pd.testing.assert_frame_equal(rows, part_tables[table], obj=table)
     assert len(whole_tables["meter_health"]) == 4
-
-
-def test_tasks_recorded_load_by_load_are_those_recorded_at_the_end(tmp_path):
-    """A dispatch records each load's tasks as it completes, and only health and alerts at the
-    end: the tasks, jobs, health and what the run shows are those of recording them all at the
-    end, and none is recorded twice."""
-    fleet, window, outcomes, stored = long_window_fleet()
-    now = window.end.replace(tzinfo=None)
-    found = {}
-    for way in ("at the end", "load by load"):
-        with DuckDBWarehouse(tmp_path / f"{way}.duckdb").prepare() as wh:
-            wh.upsert("fact_meter_hourly", stored)
-            recorded = Tracked()
-            if way == "load by load":
-                for participant in fleet:
-                    mine = [o for o in outcomes if o.participant == participant.id]
-                    recorded.merge(record(wh, [participant], mine, now, now, window.end))
-                assert recorded.recorded == set(PARTICIPANTS)
-            tracked = track(
-                wh,
-                PARTICIPANTS,
-                fleet,
-                outcomes,
-                health_thresholds,
-                now,
-                now,
-                window.end,
-                recorded=recorded,
-            )
-            tables = {
-                table: wh.query(f"SELECT * FROM {table} ORDER BY ALL")
-                for table in ("meter_task", "meter_job", "meter_health")
-            }
-        found[way] = tracked, tables
-    (whole, whole_tables), (parts, part_tables) = found["at the end"], found["load by load"]
-    assert whole.task_counts == parts.task_counts == {"done": 2 * 13}
-    pd.testing.assert_frame_equal(whole.tasks, parts.tasks)
-    assert whole.health == parts.health and len(parts.health) == 4
-    for table, rows in whole_tables.items():
-        pd.testing.assert_frame_equal(rows, part_tables[table], obj=table)

@@ -32,56 +32,12 @@ TASK_ROWS = 1000  # the tasks a run shows: failed, quarantined, deferred first, 
 @dataclass
 class Tracked:
     """The tasks this run wrote (`task_counts` by status; `tasks`, the first TASK_ROWS of them,
-    problems first), the participants whose tasks it wrote, each meter's worst task status and
-    error (`runs`, what health counts as failed runs), every meter's health as evaluated, and
-    the incidents opened or resolved."""
+    problems first), every meter's health as evaluated, and the incidents opened or resolved."""
 
     tasks: pd.DataFrame = field(default_factory=pd.DataFrame)
     task_counts: Counter = field(default_factory=Counter)
-    recorded: set[str] = field(default_factory=set)
-    runs: list[pd.DataFrame] = field(default_factory=list)
     health: list[dict] = field(default_factory=list)
     incidents: list[dict] = field(default_factory=list)
-
-    def add(self, written: pd.DataFrame) -> None:
-        """Tasks written for some of this run's participants."""
-        self.tasks = _shown(pd.concat([self.tasks, written]) if self.runs else written)
-        self.task_counts.update(written["status"].value_counts().to_dict())
-        self.runs.append(_runs(written))
-
-    def merge(self, other: Tracked) -> None:
-        """The tasks another part of this run wrote (another load's participants)."""
-        if other.runs:
-            self.tasks = _shown(pd.concat([self.tasks, other.tasks]) if self.runs else other.tasks)
-        self.task_counts.update(other.task_counts)
-        self.recorded |= other.recorded
-        self.runs += other.runs
-
-
-def record(
-    wh: Warehouse,
-    participants: list[Participant],
-    outcomes: list[MeterOutcome],
-    started: datetime,
-    ended: datetime,
-    as_of: datetime,
-    rerun: bool = False,
-) -> Tracked:
-    """Record the participants' ETL tasks from their meters' outcomes, a few participants at a
-    time. A dispatch records each load's participants as they are loaded, while the others are
-    collected, so that only the last load's wait for the end of the run."""
-    load_errors = {
-        o.participant: o.why for o in outcomes if o.meter == "*" and o.error_type == LOAD_FAILED
-    }
-    tracked = Tracked(recorded={p.id for p in participants})
-    for group in _groups(participants, outcomes):
-        executions = etl_executions(group, outcomes, load_errors, started, ended, rerun)
-        written = record_tasks(wh, group, with_hours(wh, executions, as_of))
-        del executions
-        tracked.add(written)
-        del written
-        release_memory()
-    return tracked
 
 
 def track(
@@ -96,18 +52,24 @@ def track(
     rerun: bool = False,
     notify: str | None = None,
     look_forward: bool = True,
-    recorded: Tracked | None = None,
 ) -> Tracked:
-    """Record the meters' ETL tasks (of the participants `recorded` does not hold already);
-    then (`look_forward`) evaluate their health as of `as_of` and open or resolve incidents, the
-    messages going to each participant's notification block or `notify`. A participant last
-    evaluated after `as_of` (a rerun of an older window) has its tasks recorded only: health
-    and alerts look forward."""
-    tracked = Tracked()
-    if recorded is not None:
-        tracked.merge(recorded)
-    left = [p for p in participants if p.id not in tracked.recorded]
-    tracked.merge(record(wh, left, outcomes, started, ended, as_of, rerun))
+    """Record the meters' ETL tasks; then (`look_forward`) evaluate their health as of `as_of`
+    and open or resolve incidents, the messages going to each participant's notification block
+    or `notify`. A participant last evaluated after `as_of` (a rerun of an older window) has
+    its tasks recorded only: health and alerts look forward."""
+    load_errors = {
+        o.participant: o.why for o in outcomes if o.meter == "*" and o.error_type == LOAD_FAILED
+    }
+    tracked, runs = Tracked(), []
+    for group in _groups(participants, outcomes):
+        executions = etl_executions(group, outcomes, load_errors, started, ended, rerun)
+        written = record_tasks(wh, group, with_hours(wh, executions, as_of))
+        del executions
+        tracked.tasks = _shown(pd.concat([tracked.tasks, written]) if runs else written)
+        tracked.task_counts.update(written["status"].value_counts().to_dict())
+        runs.append(_runs(written))
+        del written
+        release_memory()
     if not look_forward or not participant_ids:
         return tracked
     ids = [p.id for p in participants]
@@ -120,7 +82,7 @@ def track(
         found = health.evaluate(
             health.meter_thresholds(current, thresholds_of),
             health.last_data(wh, [p.id for p in current], as_of),
-            pd.concat(tracked.runs) if tracked.runs else _runs(pd.DataFrame()),
+            pd.concat(runs) if runs else _runs(pd.DataFrame()),
             before,
             as_of,
         )
