@@ -6,6 +6,7 @@ block."""
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import sys
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ def start_worker(env: dict[str, str]) -> None:
     its memory at once."""
     os.environ.update(env)
     atexit.register(_exit_at_once)
+    # The modules this one imported (and theirs) are there for good: the collector need not
+    # walk their objects again (a full collection took 60 ms in five participants' work).
+    gc.freeze()
 
 
 def _exit_at_once() -> None:
