@@ -129,11 +129,11 @@ def load_participants(
 
 def participant_groups(ids: list[str]) -> dict[str, list[str]]:
     """The participants in groups for their task runs, largest first, each named by its first
-    and last participant: a group takes a quarter of what is left per worker process, down to
-    single participants at the end. Few task runs (14 for 100 participants on two workers),
-    and no worker left collecting a large group while the others idle: in equal groups of one
-    or two, the run's last group of two kept one worker busy for a participant's time after
-    the other had finished."""
+    and last participant: a group takes 1 / (2 x worker processes) of what is left (a quarter
+    on two workers), down to single participants at the end. Few task runs (14 for 100
+    participants on two workers), and no worker left collecting a large group while the others
+    idle: in equal groups of one or two, the run's last group of two kept one worker busy for a
+    participant's time after the other had finished."""
     per_group = 2 * pool_workers()
     groups, first = [], 0
     while first < len(ids):
