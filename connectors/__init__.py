@@ -21,7 +21,7 @@ from meterflow.collection.collect import Connector
 from meterflow.collection.sources import CallBudget, SourceAccess
 from meterflow.common.http import Caller, HttpClient
 from meterflow.configuration.config import Meter, Participant
-from meterflow.jobs.health import Thresholds
+from meterflow.jobs.thresholds import Thresholds
 
 CONNECTOR_TYPES: dict[str, type] = {
     c.type: c

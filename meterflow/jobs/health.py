@@ -11,35 +11,20 @@ meter's last hour of data (or when it was first seen, if it never had any).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from meterflow.common.timeutil import warehouse_time
-from meterflow.configuration.config import Meter, Participant
+from meterflow.configuration.config import Participant
+from meterflow.jobs.thresholds import Thresholds
 from meterflow.warehouse.backend import Warehouse, identifier_list
 from meterflow.warehouse.schema import TABLES, TYPES
 
 FAILING_AFTER = 3  # failed executions in a row
 HOUR = timedelta(hours=1)
 COLUMNS = TABLES["meter_health"].column_names
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    latency: timedelta  # how far behind the clock its data normally is
-    silent_after: timedelta  # no new data for longer than this: silent
-
-    @classmethod
-    def of(cls, meter: Meter, latency: timedelta, silent_after: timedelta) -> Thresholds:
-        """The meter's own thresholds where its XML sets them, else its connector's."""
-        own = meter.latency_hours, meter.silent_after_hours
-        return cls(
-            timedelta(hours=own[0]) if own[0] else latency,
-            timedelta(hours=own[1]) if own[1] else silent_after,
-        )
 
 
 def last_data(wh: Warehouse, participant_ids: list[str], as_of: datetime) -> pd.DataFrame:
