@@ -14,7 +14,7 @@ from meterflow.collection.shards import MeterOutcome
 from meterflow.common.timeutil import warehouse_time
 from meterflow.configuration.config import Participant
 from meterflow.jobs.periods import interval_ends, interval_starts, job_span
-from meterflow.jobs.store import EXECUTION_COLUMNS, job_id, task_id
+from meterflow.jobs.store import EXECUTION_COLUMNS, job_id, task_ids
 from meterflow.warehouse.backend import Warehouse, identifier_list
 
 HOUR = pd.Timedelta(hours=1)
@@ -90,10 +90,7 @@ def etl_executions(
     stage, status, error = _results(done, load_errors)
     return pd.DataFrame(
         {
-            "task_id": [
-                task_id(j, s)
-                for j, s in zip(tasks["job_id"], tasks["interval_start_utc"], strict=True)
-            ],
+            "task_id": task_ids(tasks["job_id"], tasks["interval_start_utc"]),
             "participant_id": tasks["participant_id"],
             "job_id": tasks["job_id"],
             "meter_id": tasks["meter_id"],
@@ -119,7 +116,8 @@ def _results(runs: pd.DataFrame, load_errors: dict[str, str]) -> tuple[list, lis
     """Stage reached, status and error of each meter's run."""
     stages, statuses, errors = [], [], []
     columns = ("status", "why", "error_type", "participant")
-    for status, why, kind, participant in zip(*(runs[c] for c in columns), strict=True):
+    # Lists, not the columns: iterating a column of pandas' (Arrow) strings is 7 times slower.
+    for status, why, kind, participant in zip(*(runs[c].tolist() for c in columns), strict=True):
         load_error = load_errors.get(participant)
         if status == "failed":
             stage = "transformation" if kind == "SourceDataError" else "collection"

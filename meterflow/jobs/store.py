@@ -25,6 +25,7 @@ STAGES = {
     "mrv": ("extraction", "verification", "submission"),
 }
 MAX_ERRORS = 20  # a task keeps its latest errors; its retry count keeps counting
+TASK_TIME = "%Y-%m-%dT%H:%MZ"  # the UTC start of its interval, in a task's id
 # An execution of a task interval, as `record_tasks` takes it (one row per task).
 EXECUTION_COLUMNS = (
     "task_id",
@@ -52,7 +53,13 @@ def job_id(meter: Meter, job: EtlJob | MrvJob) -> str:
 
 
 def task_id(job: str, interval_start: pd.Timestamp) -> str:
-    return f"{job}@{pd.Timestamp(interval_start):%Y-%m-%dT%H:%MZ}"
+    """A task's id: its job and the UTC start of its interval (`job@2026-04-01T13:00Z`)."""
+    return f"{job}@{pd.Timestamp(interval_start):{TASK_TIME}}"
+
+
+def task_ids(jobs: pd.Series, interval_starts: pd.Series) -> pd.Series:
+    """task_id of many tasks at once (8,000 a week's backfill of 1,000 meters)."""
+    return jobs + "@" + interval_starts.dt.strftime(TASK_TIME)
 
 
 def job_rows(participant: Participant, meters: list[Meter] | None = None) -> pd.DataFrame:
