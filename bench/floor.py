@@ -17,7 +17,8 @@ def nothing(label: str) -> int:
 def empty_dispatch(participant_ids: list[str]) -> None:
     """What `dispatch` pays before any meter: a flow run (its start, its heartbeat thread's
     stop), one task run per participant group sending a call to the worker processes (which
-    import nothing of Meterflow's: the bare code starts its own), and the pool's shutdown."""
+    start as the dispatch's do, importing `tasks.worker`, as the bare run's do too), and the
+    pool's shutdown."""
     with worker_pool():
         futures = [nothing.submit(label) for label in participant_groups(participant_ids)]
         for future in futures:
