@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 
 from connectors.exports import FileConnector
 from meterflow.common.errors import SourceDataError
+from meterflow.common.frames import from_arrow, to_arrow
 from meterflow.common.timeutil import UnplaceableTime, to_utc
 from meterflow.configuration.config import CsvFormat, Meter
 from meterflow.standardisation.readings import (
@@ -29,9 +30,7 @@ from meterflow.standardisation.readings import (
     MISSING_TOKENS,
     SourceReadings,
     either,
-    from_arrow,
     is_missing_text,
-    to_arrow,
 )
 
 

@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 
 from meterflow.collection.rawlog import PAYLOAD_SCHEMA, RunReader, zipped
 from meterflow.common.errors import MeterflowError
+from meterflow.common.frames import from_arrow, to_arrow
 from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HourWindow, merge_windows
-from meterflow.standardisation.readings import from_arrow, to_arrow
 
 PREFIX = "state/catalog/"
 INDEX_SCHEMA = pa.schema(

@@ -31,11 +31,12 @@ from meterflow.collection.catalog import (
 )
 from meterflow.collection.intake import consume
 from meterflow.collection.rawlog import PREFIX, Payload, RunWriter, read_run
+from meterflow.common.frames import from_arrow
 from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HOUR, HourWindow
 from meterflow.configuration.config import Meter, Participant
 from meterflow.hours.hourly_store import DAY_COLUMNS, empty_day, read_day, upsert_day
-from meterflow.standardisation.readings import SourceReadings, empty_hourly, from_arrow
+from meterflow.standardisation.readings import SourceReadings, empty_hourly
 
 # How long the catalog remembers a merged run (and so can load it if a flow lost its load).
 RUNS_KEPT = timedelta(days=62)

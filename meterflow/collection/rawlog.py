@@ -38,8 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from meterflow.common.frames import from_arrow, to_arrow
 from meterflow.common.storage import Entry, Storage
-from meterflow.standardisation.readings import from_arrow, to_arrow
 
 PREFIX = "raw/"
 LARGE = 4 * 1024 * 1024  # bytes: a payload this large is archived as an object of its own

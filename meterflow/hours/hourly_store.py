@@ -18,14 +18,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from meterflow.common.frames import from_arrow, to_arrow
 from meterflow.common.storage import Storage
 from meterflow.configuration.config import Meter
-from meterflow.standardisation.readings import (
-    HOURLY_COLUMNS,
-    empty_hourly,
-    from_arrow,
-    to_arrow,
-)
+from meterflow.standardisation.readings import HOURLY_COLUMNS, empty_hourly
 
 PROVENANCE_COLUMNS = ["fetch", "made_with"]
 DAY_COLUMNS = ["meter_id", *HOURLY_COLUMNS, *PROVENANCE_COLUMNS]

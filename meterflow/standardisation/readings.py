@@ -15,7 +15,7 @@ Standardised hourly readings, one row per meter-hour (the columns every later st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -82,13 +82,6 @@ def first_out_of_range(times: pd.Series) -> object | None:
     return bad.idxmax() if bad.any() else None
 
 
-def to_arrow(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
-    """A data frame as a pyarrow table (without its index), converted in this thread: for a
-    frame of many rows pyarrow starts a pool of threads per call (16 ms a participant here, in
-    a worker process that has a core of its own already)."""
-    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False, nthreads=1)
-
-
 def either(
     condition: np.ndarray | pd.Series, true: str, false: str
 ) -> pd.api.extensions.ExtensionArray:
@@ -97,16 +90,6 @@ def either(
     convert to its own."""
     chosen = pc.if_else(pa.array(np.asarray(condition, dtype=bool)), true, false)
     return chosen.to_pandas().array
-
-
-def from_arrow(table) -> pd.DataFrame:
-    """A pyarrow table as a data frame whose UTC times carry the same zone object as pandas' own
-    (`utc=True`): pandas concatenates times of two UTC objects into an object column."""
-    frame = table.to_pandas()
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
-            frame[column] = frame[column].dt.tz_convert(UTC)
-    return frame
 
 
 def nanoseconds(times: pd.Series) -> np.ndarray:

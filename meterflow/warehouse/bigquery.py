@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from meterflow.standardisation.readings import to_arrow
+from meterflow.common.frames import to_arrow
 from meterflow.warehouse.backend import LoadCounts, StoredRows, Warehouse, prepare
 from meterflow.warehouse.schema import TABLES, TYPES
 
