@@ -113,8 +113,8 @@ def _participant(
     """One participant in a worker process, with the code the dispatch's worker processes run
     (`tasks.worker`): validated, planned, collected shard by shard, and its runs merged."""
     root = str(data_root)
-    (planned,) = worker.collect_participants(
-        root, [participant_id], window, DEFAULT_SHARD_SIZE, True, []
+    planned = worker.collect_participant(
+        root, participant_id, window, DEFAULT_SHARD_SIZE, True, False
     )
     if planned.error is not None:
         raise planned.error

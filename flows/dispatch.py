@@ -10,12 +10,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_table_artifact
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
@@ -29,7 +30,7 @@ from meterflow.configuration.config import Participant
 from meterflow.jobs.track import LOAD_FAILED
 from meterflow.reporting.schedule import REPORT_EVERY_HOURS
 from meterflow.warehouse.loads import LOAD_AT_LEAST
-from tasks.collect import collect_participants
+from tasks.collect import collect_groups, collect_participants
 from tasks.jobs import health_artifact, track_jobs
 from tasks.pool import here, pool_workers, task_runner, worker_pool
 from tasks.warehouse import load_changes, report_due, report_window
@@ -128,31 +129,23 @@ def load_participants(
 
 
 def participant_groups(ids: list[str]) -> dict[str, list[str]]:
-    """The participants in groups for their task runs, largest first, each named by its first
-    and last participant: a group takes 1 / (2 x worker processes) of what is left (a quarter
-    on two workers), down to single participants at the end. Few task runs (14 for 100
-    participants on two workers), and no worker left collecting a large group while the others
-    idle: in equal groups of one or two, the run's last group of two kept one worker busy for a
-    participant's time after the other had finished."""
-    per_group = 2 * pool_workers()
-    groups, first = [], 0
-    while first < len(ids):
-        size = -(-(len(ids) - first) // per_group)  # rounded up: at least one
-        groups.append(ids[first : first + size])
-        first += size
+    """The participants in groups for their task runs, one per worker process, in order, each
+    named by its first and last participant. A group's task run sends its participants to the
+    pool one by one and hands each to the flow as soon as it is collected (`collect_groups`),
+    so a group's size decides neither when a participant is loaded nor which worker collects
+    it; and every task run costs CPU in this process and in Prefect's API, on the cores the
+    workers use (in groups that shrank from a quarter of the participants down to single
+    ones, 6 task runs for 10 participants, Prefect's API used 0.71-0.80 s of CPU in a
+    1,000-meter backfill; in two groups, 0.48-0.57 s)."""
+    size = max(1, -(-len(ids) // pool_workers()))  # rounded up
+    groups = [ids[first : first + size] for first in range(0, len(ids), size)]
     return {(g[0] if len(g) == 1 else f"{g[0]}..{g[-1]}"): g for g in groups}
 
 
-def completed(
-    futures: dict[str, list[PrefectFuture]], participants: dict[str, int] | None = None
-) -> Iterator[list[str]]:
-    """The keys in batches as all their futures complete: each batch is every key completed
-    since the last, and keys of at least LOAD_AT_LEAST participants (or all that are left), so
-    the load that follows them is done for many at once. A key is one participant unless
-    `participants` counts more (a group): a group of several is loaded as soon as it completes,
-    not held back for more groups (at 5,000 meters x 7 days the flow took 24.5 s against the
-    bare code's 20.9 s when it was held back, 23.5 s against 22.6 s after)."""
-    size = participants or {}
+def completed(futures: dict[str, list[Future] | list[PrefectFuture]]) -> Iterator[list[str]]:
+    """The participants in batches as all their futures complete: each batch is every one
+    completed since the last, and at least LOAD_AT_LEAST (or all that are left), so the load
+    that follows them is done for many at once."""
     done: queue.SimpleQueue[str] = queue.SimpleQueue()
     left = {key: len(found) for key, found in futures.items()}
     lock = threading.Lock()
@@ -167,15 +160,13 @@ def completed(
         if not found:
             done.put(key)
         for future in found:
-            future.wrapped_future.add_done_callback(lambda _, key=key: one_done(key))
-    remaining = sum(size.get(key, 1) for key in futures)
+            future.add_done_callback(lambda _, key=key: one_done(key))
+    remaining = len(futures)
     while remaining:
         batch = [done.get()]
-        count = size.get(batch[0], 1)
-        while not done.empty() or count < min(LOAD_AT_LEAST, remaining):
+        while not done.empty() or len(batch) < min(LOAD_AT_LEAST, remaining):
             batch.append(done.get())
-            count += size.get(batch[-1], 1)
-        remaining -= count
+        remaining -= len(batch)
         yield batch
 
 
@@ -194,27 +185,20 @@ def _collect_and_load(
     the participants whose configuration is valid."""
     logger = get_run_logger()
     one_shard = mode == "local"
+    runs = []
     if len(ids) == 1:
-        futures = {}
         with here():
             lone = collect_participants(
                 data_root, ids, window, shard_size, ids[0], one_shard, buckets
             )
         batches = iter([lone])
     else:
-        groups = participant_groups(ids)
-        futures = {
-            label: [
-                collect_participants.submit(
-                    data_root, group, window, shard_size, label, one_shard, buckets
-                )
-            ]
-            for label, group in groups.items()
-        }
-        sizes = {label: len(group) for label, group in groups.items()}
+        handed, runs = collect_groups(
+            data_root, participant_groups(ids), window, shard_size, one_shard, buckets
+        )
         batches = (
-            [planned for label in labels for planned in futures[label][0].result()]
-            for labels in completed(futures, sizes)
+            [handed[participant_id].result() for participant_id in batch]
+            for batch in completed({participant_id: [f] for participant_id, f in handed.items()})
         )
 
     started_shards, valid = [], []
@@ -254,6 +238,7 @@ def _collect_and_load(
         for participant_id in batch:
             outcomes_of[participant_id].extend(started_of[participant_id].finish().outcomes)
         load([started_of[participant_id].participant for participant_id in batch])
+    wait(runs)  # the groups' task runs end as their last participants are loaded
     return valid
 
 
@@ -303,9 +288,9 @@ def dispatch(
             outcomes_of[participant_id].extend(found)
 
     # Each participant is validated, planned and, when its plan fits one shard, collected and
-    # merged in one task run whose work is done in a worker process; the participants whose task
-    # runs completed meanwhile are loaded together while the workers do the next. A larger plan
-    # comes back to be run in shards. A lone participant runs here (not worth starting worker
+    # merged in a worker process, under its group's task run; the participants collected
+    # meanwhile are loaded together while the workers do the next. A larger plan comes back to
+    # be run in shards. A lone participant runs here (not worth starting worker
     # processes for). The workers stop once every participant is collected and loaded.
     with worker_pool():
         valid = _collect_and_load(

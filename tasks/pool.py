@@ -18,7 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
@@ -44,8 +44,8 @@ def task_runner() -> ThreadPoolTaskRunner:
     """The collection flows' task runner: two threads per worker process, so that while a
     worker does one task run's work the next task run has begun and its work waits in the
     pool's queue. With one thread per worker, each worker sat idle while Prefect finished one
-    task run and began the next. A task run may thus be Running while its work waits behind
-    one other's."""
+    task run and began the next. A task run may thus be Running while its work waits in the
+    pool's queue."""
     return ThreadPoolTaskRunner(max_workers=2 * pool_workers())
 
 
@@ -81,7 +81,18 @@ def here() -> Iterator[None]:
 
 def in_worker(work: Callable[..., T], *args) -> T:
     """`work(*args)` in a worker process of the open pool, or here when none is open."""
+    return to_worker(work, *args).result()
+
+
+def to_worker(work: Callable[..., T], *args) -> Future[T]:
+    """`work(*args)` sent to a worker process of the open pool; done here, at once, when none
+    is open."""
     pool = _pool.get()
-    if pool is None:
-        return work(*args)
-    return pool.submit(work, *args).result()
+    if pool is not None:
+        return pool.submit(work, *args)
+    done: Future[T] = Future()
+    try:
+        done.set_result(work(*args))
+    except Exception as exc:
+        done.set_exception(exc)
+    return done

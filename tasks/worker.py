@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from blocks.resolve import access_for, s3_client_for
-from blocks.storage import known_bucket, open_storage
+from blocks.storage import open_storage
 from connectors import CONNECTOR_TYPES, connector_for
 from meterflow.collection import collect
 from meterflow.collection.catalog import Catalog, read_catalog
@@ -67,29 +67,23 @@ def plan(storage: Storage, participant: Participant, window, catalog=None) -> li
     return plan_meters(storage, participant, window, connector_type, catalog)
 
 
-def collect_participants(
+def collect_participant(
     data_root: str,
-    participant_ids: list[str],
+    participant_id: str,
     window: HourWindow,
     shard_size: int,
     one_shard: bool,
-    buckets: list[str] | None,
-) -> list[Planned]:
-    """Validate, plan and (when the plan fits one shard and `one_shard`) collect and merge each
-    participant in turn; one that fails, fails alone. `buckets`: those whose storage is a block
-    (None: ask Prefect's API for each)."""
-    done = []
-    for participant_id in participant_ids:
-        in_bucket = known_bucket(participant_id, buckets)
-        try:
-            done.append(
-                _collect_participant(
-                    data_root, participant_id, window, shard_size, one_shard, in_bucket
-                )
-            )
-        except Exception as exc:  # the flow reports it, naming the participant
-            done.append(Planned(participant_id, error=exc))
-    return done
+    in_bucket: bool | None,
+) -> Planned:
+    """Validate and plan the participant, and (when its plan fits one shard and `one_shard`)
+    collect and merge it; one that fails, fails alone. `in_bucket`: whether its storage is a
+    block (None: ask Prefect's API)."""
+    try:
+        return _collect_participant(
+            data_root, participant_id, window, shard_size, one_shard, in_bucket
+        )
+    except Exception as exc:  # the flow reports it, naming the participant
+        return Planned(participant_id, error=exc)
 
 
 def _collect_participant(

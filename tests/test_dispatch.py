@@ -12,10 +12,10 @@ import time
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
-from uuid import uuid4
 
 import duckdb
 import pytest
+from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -31,7 +31,7 @@ from prefect.events.filters import (
     EventOccurredFilter,
     EventResourceFilter,
 )
-from prefect.futures import PrefectConcurrentFuture
+from prefect.futures import wait
 from prefect.settings import PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS, temporary_settings
 
 import flows.dispatch
@@ -45,6 +45,8 @@ from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import read_configuration
+from tasks.collect import collect_groups
+from tasks.pool import task_runner
 
 METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
 # Three days around the end of daylight saving in Sydney and Melbourne (5 April 2026).
@@ -435,32 +437,75 @@ def test_an_hourly_dispatch_renders_the_report_once_a_day_unless_told(prefect_se
     assert "2026-04-04" in report.read_text() and report.read_text() != first
 
 
-def test_participants_go_in_groups_largest_first_down_to_single_participants():
-    """A worker is never left collecting a large group at the end while the others idle."""
-    ids = [f"p{i:03d}" for i in range(100)]
+def test_participants_go_in_one_group_per_worker_process_in_order():
+    """Few task runs: each participant goes to the pool and to the flow on its own, whatever
+    its group."""
+    ids = [f"p{i:03d}" for i in range(101)]
     with temporary_settings({PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS: 2}):
         groups = participant_groups(ids)
+        lone = participant_groups(["p000"])
     assert [pid for group in groups.values() for pid in group] == ids  # each once, in order
-    sizes = [len(group) for group in groups.values()]
-    assert sizes == sorted(sizes, reverse=True)
-    assert sizes[0] == 25 and sizes[-4:] == [1, 1, 1, 1] and len(groups) == 14
-    labels = list(groups)
-    assert labels[0] == "p000..p024" and labels[-1] == "p099"
+    assert list(groups) == ["p000..p050", "p051..p100"]
+    assert [len(group) for group in groups.values()] == [51, 50]
+    assert lone == {"p000": ["p000"]}
 
 
-def test_a_group_of_several_participants_is_loaded_as_soon_as_it_completes():
-    """Loads wait for at least three participants, not three task runs: a group of three
-    loads alone; two single participants wait for each other."""
-    done = {key: Future() for key in ("p000..p002", "p003", "p004")}
-    futures = {key: [PrefectConcurrentFuture(uuid4(), f)] for key, f in done.items()}
-    batches = completed(futures, {"p000..p002": 3})
+def test_participants_are_loaded_as_they_complete_at_least_three_together():
+    """Loads wait for at least three participants (or all that are left), whichever task run
+    collected them."""
+    done = {key: Future() for key in ("p000", "p001", "p002", "p003", "p004")}
+    batches = completed({key: [future] for key, future in done.items()})
     got: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
     threading.Thread(target=lambda: [got.put(batch) for batch in batches], daemon=True).start()
 
-    done["p000..p002"].set_result(None)
-    assert got.get(timeout=5) == ["p000..p002"]
+    done["p001"].set_result(None)
+    done["p000"].set_result(None)
+    with pytest.raises(queue.Empty):
+        got.get(timeout=0.5)
+    done["p002"].set_result(None)
+    assert got.get(timeout=5) == ["p001", "p000", "p002"]
     done["p004"].set_result(None)
     with pytest.raises(queue.Empty):
         got.get(timeout=0.5)
     done["p003"].set_result(None)
     assert got.get(timeout=5) == ["p004", "p003"]
+
+
+def test_each_participant_reaches_the_flow_before_its_group_task_run_ends(prefect_server, tmp_path):
+    """A group's task run hands each participant to the flow as its worker is done with it:
+    the flow loads it while Prefect records the task run's end. A broken participant is handed
+    over with its error; a task run that fails before collecting hands its group over failed,
+    naming it, so the flow never waits for them."""
+    data_root = tmp_path / "data"
+    for pid in ("a", "b"):
+        storage = LocalStorage(data_root, pid)
+        storage.write(CONFIG_KEY, participant_xml(pid, [csv_meter("m1", 60)]))
+        rows = "".join(f"2026-04-01T{h:02d}:00:00Z,{h}\n" for h in range(24))
+        storage.write("exports/m1/day.csv", ("timestamp,value\n" + rows).encode())
+    LocalStorage(data_root, "broken").write(CONFIG_KEY, b"<participant id='broken'>")
+    window = HourWindow(datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC))
+    handed_at, ended_at = {}, {}
+
+    @flow(task_runner=task_runner())
+    def two_groups() -> tuple[dict, list]:
+        groups = {"a..broken": ["a", "broken"], "b": ["b"]}
+        handed, runs = collect_groups(str(data_root), groups, window, 100, True, [])
+        failing, failed = collect_groups(str(data_root), {"c": ["c"]}, window, 100, True, 5)
+        for pid, future in (handed | failing).items():
+            future.add_done_callback(lambda _, pid=pid: handed_at.setdefault(pid, time.monotonic()))
+        for run, group in zip(runs, groups.values(), strict=True):
+            run.add_done_callback(
+                lambda _, group=group: ended_at.update(dict.fromkeys(group, time.monotonic()))
+            )
+        wait([*runs, *failed])
+        return {pid: f.result() for pid, f in (handed | failing).items()}, [
+            run.result() for run in runs
+        ]
+
+    planned, results = two_groups()
+    assert [[p.participant_id for p in result] for result in results] == [["a", "broken"], ["b"]]
+    for pid in ("a", "b"):
+        assert sum(o.hours_new for o in planned[pid].report.outcomes) == 24
+        assert handed_at[pid] < ended_at[pid]
+    assert "broken:config/participant.xml" in str(planned["broken"].error)
+    assert str(planned["c"].error) == "task run participants/c ended before collecting it"
