@@ -29,7 +29,7 @@ from meterflow.common.timeutil import HourWindow, floor_hour
 from meterflow.configuration.config import Participant
 from meterflow.jobs.track import LOAD_FAILED
 from meterflow.reporting.schedule import REPORT_EVERY_HOURS
-from meterflow.warehouse.loads import LOAD_AT_LEAST
+from meterflow.warehouse.loads import load_at_least
 from tasks.collect import collect_groups, collect_participants
 from tasks.jobs import health_artifact, track_jobs
 from tasks.pool import here, pool_workers, task_runner, worker_pool
@@ -144,8 +144,8 @@ def participant_groups(ids: list[str]) -> dict[str, list[str]]:
 
 def completed(futures: dict[str, list[Future] | list[PrefectFuture]]) -> Iterator[list[str]]:
     """The participants in batches as all their futures complete: each batch is every one
-    completed since the last, and at least LOAD_AT_LEAST (or all that are left), so the load
-    that follows them is done for many at once."""
+    completed since the last, and at least `load_at_least` of those left, so the load that
+    follows them is done for many at once."""
     done: queue.SimpleQueue[str] = queue.SimpleQueue()
     left = {key: len(found) for key, found in futures.items()}
     lock = threading.Lock()
@@ -164,7 +164,7 @@ def completed(futures: dict[str, list[Future] | list[PrefectFuture]]) -> Iterato
     remaining = len(futures)
     while remaining:
         batch = [done.get()]
-        while not done.empty() or len(batch) < min(LOAD_AT_LEAST, remaining):
+        while not done.empty() or len(batch) < load_at_least(remaining, pool_workers()):
             batch.append(done.get())
         remaining -= len(batch)
         yield batch

@@ -45,6 +45,7 @@ from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import read_configuration
+from meterflow.warehouse.loads import load_at_least
 from tasks.collect import collect_groups
 from tasks.pool import task_runner
 
@@ -469,6 +470,17 @@ def test_participants_are_loaded_as_they_complete_at_least_three_together():
         got.get(timeout=0.5)
     done["p003"].set_result(None)
     assert got.get(timeout=5) == ["p004", "p003"]
+
+
+def test_many_small_participants_are_loaded_a_quarter_per_worker_at_a_time():
+    """A load's fixed cost is paid about a dozen times for 100 participants, not once per three;
+    the last loads stay small."""
+    batches, left = [], 100
+    while left:
+        batches.append(load_at_least(left, workers=2))
+        left -= batches[-1]
+    assert batches == [25, 19, 14, 11, 8, 6, 5, 3, 3, 3, 3]
+    assert [load_at_least(n, workers=2) for n in (10, 7, 4, 2)] == [3, 3, 3, 2]
 
 
 def test_each_participant_reaches_the_flow_before_its_group_task_run_ends(prefect_server, tmp_path):

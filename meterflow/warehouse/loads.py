@@ -278,12 +278,19 @@ def load_hours(
 # 200,000 the flow's loads set the peak of a 10,000-meter month's backfill: 999-1,041 MiB PSS
 # with its workers, 955-968 at 100,000).
 ROWS_PER_UPSERT = 100_000
-# A dispatch loads the participants whose collection completed once at least this many have (or
-# all that are left): a load has a fixed cost (the configuration compared, emission factors, a
-# transaction and a MERGE per table: about 0.2 s on DuckDB here) that one participant's rows
-# (0.1 s for 100 meters x 7 days) would pay alone; more would lengthen the last load, which
-# waits for the last participant.
+# A load has a fixed cost (the configuration compared, emission factors, a transaction and a
+# MERGE per table: about 0.2 s on DuckDB here) that one participant's rows (0.1 s for 100 meters x
+# 7 days) would pay alone.
 LOAD_AT_LEAST = 3
+
+
+def load_at_least(left: int, workers: int) -> int:
+    """How many collected participants a dispatch waits for before it loads them together (all
+    it has by then): LOAD_AT_LEAST, or a quarter per worker process of those left when that is
+    more, and never more than are left. Many small participants (an hourly dispatch: 100 of one
+    hour each) then pay a load's fixed cost about a dozen times, not once per three, and the
+    last loads, which wait for the last participants, stay small."""
+    return min(left, max(LOAD_AT_LEAST, -(-left // (2 * workers))))
 
 
 class Loader:
