@@ -135,8 +135,8 @@ def participant_groups(ids: list[str]) -> dict[str, list[str]]:
     so a group's size decides neither when a participant is loaded nor which worker collects
     it; and every task run costs CPU in this process and in Prefect's API, on the cores the
     workers use (in groups that shrank from a quarter of the participants down to single
-    ones, 6 task runs for 10 participants, Prefect's API used 0.71-0.80 s of CPU in a
-    1,000-meter backfill; in two groups, 0.48-0.57 s)."""
+    ones, 6 task runs for 10 participants, Prefect's API used 0.58-0.65 s of CPU in a
+    1,000-meter backfill; in two groups, 0.42-0.49 s)."""
     size = max(1, -(-len(ids) // pool_workers()))  # rounded up
     groups = [ids[first : first + size] for first in range(0, len(ids), size)]
     return {(g[0] if len(g) == 1 else f"{g[0]}..{g[-1]}"): g for g in groups}

@@ -100,7 +100,7 @@ def collect_groups(
     finally:
         _handed.reset(token)
     for run, (label, group) in zip(runs, groups.items(), strict=True):
-        run.add_done_callback(lambda run, label=label, group=group: _failed(handed, label, group))
+        run.add_done_callback(lambda _, label=label, group=group: _failed(handed, label, group))
     return handed, runs
 
 
