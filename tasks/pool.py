@@ -42,10 +42,11 @@ def pool_workers() -> int:
 
 def task_runner() -> ThreadPoolTaskRunner:
     """The collection flows' task runner: two threads per worker process, so that while a
-    worker does one task run's work the next task run has begun and its work waits in the
+    worker does one shard's task run's work the next has begun and its work waits in the
     pool's queue. With one thread per worker, each worker sat idle while Prefect finished one
     task run and began the next. A task run may thus be Running while its work waits in the
-    pool's queue."""
+    pool's queue (a dispatch's group task runs, one per worker, send their participants' work
+    there all at once)."""
     return ThreadPoolTaskRunner(max_workers=2 * pool_workers())
 
 
