@@ -17,11 +17,10 @@ _MODULES = {
     "ParticipantStorage": "blocks.participant_storage",
     "PostgresWarehouseBlock": "blocks.warehouse",
     "SolcastCredentials": "blocks.credentials",
+    "SourceBlocks": "blocks.resolve",
     "WattwatchersCredentials": "blocks.credentials",
-    "access_for": "blocks.resolve",
     "load_policy": "blocks.guardian",
     "open_warehouse": "blocks.warehouse",
-    "s3_client_for": "blocks.resolve",
 }
 
 __all__ = [
@@ -33,11 +32,10 @@ __all__ = [
     "ParticipantStorage",
     "PostgresWarehouseBlock",
     "SolcastCredentials",
+    "SourceBlocks",
     "WattwatchersCredentials",
-    "access_for",
     "load_policy",
     "open_warehouse",
-    "s3_client_for",
 ]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from blocks.resolve import access_for, s3_client_for
+from blocks.resolve import SourceBlocks
 from blocks.storage import open_storage
 from connectors import CONNECTOR_TYPES, connector_for
 from meterflow.collection import collect
@@ -132,13 +132,15 @@ def _collect(
     force_override: bool | None,
     catalog: Catalog | None = None,
 ) -> ShardReport:
+    blocks = SourceBlocks()
+
     def connector_of(meter: Meter):
         return connector_for(
             meter,
             participant.id,
-            access_for(meter),
+            blocks.access(meter),
             state_dir=Path(data_root) / ".platform",
-            s3_client=s3_client_for(meter) if meter.connector.type == "s3" else None,
+            s3_client=blocks.s3_client(meter) if meter.connector.type == "s3" else None,
         )
 
     run = collect.collect_shard(

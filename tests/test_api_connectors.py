@@ -339,3 +339,51 @@ def test_an_exhausted_per_second_budget_pauses_the_next_call(wattwatchers):
     started = time.monotonic()
     client.get(f"{wattwatchers.url}/devices")
     assert time.monotonic() - started >= 0.9
+
+
+def test_meters_sharing_a_block_load_it_once_a_shard_and_the_next_shard_reads_it_again(
+    prefect_server, tmp_path, monkeypatch
+):
+    """A fleet naming one credentials block costs one read of it per shard, not one per meter
+    (each is a round trip to Prefect's API); a key changed in the block is used by the next."""
+    from blocks import WattwatchersCredentials
+    from meterflow.collection.plan import MeterWindow
+    from meterflow.common.storage import CONFIG_KEY, LocalStorage
+    from meterflow.configuration.fleets import participant_xml, wattwatchers_meter
+    from tasks import worker
+
+    devices = [f"D{n:012d}" for n in range(3)]
+    rotated = "key_" + "fedcba9876543210" * 2
+    emulator = WattwatchersEmulator(
+        api_keys={WW_KEY: devices, rotated: devices}, first_ts=int(DAY.start.timestamp())
+    )
+    meters = [wattwatchers_meter(f"ww-{n}", d, "fleet-ww") for n, d in enumerate(devices)]
+    xml = participant_xml("fleet", meters)
+    LocalStorage(tmp_path, "fleet").write(CONFIG_KEY, xml)
+    fleet = load_participant(xml)
+    reads = []
+    read = WattwatchersCredentials.load
+    monkeypatch.setattr(
+        WattwatchersCredentials,
+        "load",
+        classmethod(lambda cls, name, **kw: reads.append(name) or read(name, **kw)),
+    )
+
+    def collect_day(day: HourWindow) -> set[str]:
+        planned = [MeterWindow(m.id, day, len(day.hours())) for m in fleet.meters]
+        seen = len(emulator.requests)
+        report = worker.collect_shard(str(tmp_path), fleet, planned, "shard", None, False)
+        assert [o.status for o in report.outcomes] == ["ok"] * 3
+        return {r.headers["Authorization"] for r in emulator.requests[seen:]}
+
+    with emulator:
+        WattwatchersCredentials(api_key=WW_KEY, base_url=emulator.url).save("fleet-ww")
+        assert collect_day(DAY) == {f"Bearer {WW_KEY}"}
+        assert reads == ["fleet-ww"]
+        WattwatchersCredentials(api_key=rotated, base_url=emulator.url).save(
+            "fleet-ww", overwrite=True
+        )
+        assert collect_day(HourWindow(DAY.end, DAY.end + timedelta(days=1))) == {
+            f"Bearer {rotated}"
+        }
+        assert reads == ["fleet-ww", "fleet-ww"]
