@@ -5,8 +5,9 @@ emulator, then the same window again (dispatch) and as a backfill with force_ove
 
 Prints each run's seconds, the reruns' share of the first run, the source calls the emulator
 received, and the rows that changed in the warehouse and files that changed in storage.
-Targets: rerun <= 5 % of the first run, 0 source calls, 0 changed rows. Reports are off (a
-dispatch renders them at most daily), so the first run is not inflated by one.
+Targets: rerun <= 5 % of the first run, 0 source calls, 0 changed files; 0 changed rows for the
+dispatch (the backfill records its intervals' meter tasks as reruns: those rows change).
+Reports are off (a dispatch renders them at most daily), so the first run is not inflated by one.
 """
 
 from __future__ import annotations
