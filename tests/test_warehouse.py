@@ -70,3 +70,46 @@ def test_a_warehouse_made_before_a_column_was_added_gets_it_and_keeps_its_rows(t
         )
         assert rows.values.tolist() == [[True, True, None]]
         assert wh.query("SELECT count(*) AS n FROM v_office_hours_monthly").n[0] == 0
+
+
+def test_a_key_given_twice_in_one_load_is_refused_and_nothing_is_written(tmp_path):
+    """DuckDB's fact tables hold no key index (it would be held in memory whole): the upsert
+    refuses a repeated key itself, naming it, as a declared key would."""
+    twice = pd.concat([meter_hours([1.0, 2.0]), meter_hours([3.0])], ignore_index=True)
+    with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
+        with pytest.raises(ValueError, match=r"fact_meter_hourly: key .*'m1'.* more than once"):
+            wh.upsert("fact_meter_hourly", twice)
+        assert wh.query("SELECT count(*) AS n FROM fact_meter_hourly").n[0] == 0
+
+
+def test_fact_tables_made_with_a_key_index_are_rebuilt_without_it_keeping_their_rows(tmp_path):
+    """A warehouse whose fact tables an earlier version made with a primary key: prepare
+    rebuilds them without its index, every row kept, and upserts go on as before."""
+    path = str(tmp_path / "old.duckdb")
+    with DuckDBWarehouse(path) as wh:
+        wh.prepare()
+        wh.upsert("fact_meter_hourly", meter_hours([1.0, 2.0, np.nan]))
+    with duckdb.connect(path) as con:  # as an earlier version left it
+        con.execute("CREATE TABLE keyed AS SELECT * FROM fact_meter_hourly")
+        con.execute("DROP TABLE fact_meter_hourly")
+        con.execute(
+            "CREATE TABLE fact_meter_hourly (participant_id VARCHAR NOT NULL, meter_id VARCHAR "
+            "NOT NULL, data_type VARCHAR NOT NULL, hour_utc TIMESTAMP NOT NULL, value DOUBLE, "
+            "unit VARCHAR NOT NULL, quality VARCHAR NOT NULL, coverage DOUBLE NOT NULL, "
+            "PRIMARY KEY (participant_id, meter_id, hour_utc))"
+        )
+        con.execute("INSERT INTO fact_meter_hourly SELECT * FROM keyed")
+        con.execute("DROP TABLE keyed")
+        con.execute("DELETE FROM meterflow_schema")
+    with DuckDBWarehouse(path) as wh:
+        wh.prepare()
+        keys = wh.query(
+            "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+        )["table_name"]
+        assert not {"fact_meter_hourly", "fact_hourly", "dim_calendar"} & set(keys)
+        assert {"dim_meter", "meter_task", "mrv_record"} <= set(keys)  # small tables keep theirs
+        again = wh.upsert("fact_meter_hourly", meter_hours([1.0, 2.0, np.nan]))
+        fixed = wh.upsert("fact_meter_hourly", meter_hours([1.0, 2.5, np.nan, 4.0]))
+        rows = wh.query("SELECT value FROM fact_meter_hourly ORDER BY hour_utc")
+    assert (again.inserted, again.updated, fixed.inserted, fixed.updated) == (0, 0, 1, 1)
+    assert rows.value.tolist()[:2] == [1.0, 2.5] and len(rows) == 4

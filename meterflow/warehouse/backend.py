@@ -1,7 +1,8 @@
 """One interface over the warehouse backends; DuckDB and PostgreSQL share the SQL upsert.
 
 An upsert stages the rows, counts which are new and which differ, and writes only those with
-`INSERT .. ON CONFLICT .. DO UPDATE` in one transaction: a rerun writes nothing and says so.
+`INSERT .. ON CONFLICT .. DO UPDATE` in one transaction (an UPDATE and an INSERT for the tables
+DuckDB keeps no key index for): a rerun writes nothing and says so.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ class Warehouse(ABC):
 
 
 class SqlWarehouse(Warehouse):
-    """DuckDB and PostgreSQL: staged rows, counted, then INSERT .. ON CONFLICT DO UPDATE."""
+    """DuckDB and PostgreSQL: staged rows, counted, then INSERT .. ON CONFLICT DO UPDATE (an
+    UPDATE and an INSERT where the table declares no key: DuckDB's fact tables)."""
 
     def staged_rows(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The rows as `_stage` takes them."""
@@ -188,11 +190,36 @@ class SqlWarehouse(Warehouse):
             "SELECT count(*) FILTER (WHERE is_new) AS inserted, "
             "count(*) FILTER (WHERE NOT is_new) AS updated FROM pending"
         ).iloc[0]
-        updates = ", ".join(f"{c} = excluded.{c}" for c in values)
-        self.execute(
-            f"INSERT INTO {target} ({columns}) SELECT {columns} FROM pending "
-            f"ON CONFLICT ({', '.join(keys)}) DO "
-            + (f"UPDATE SET {updates}" if updates else "NOTHING")
-        )
+        inserted, updated = int(counts["inserted"]), int(counts["updated"])
+        if spec.declares_key(self.dialect):
+            updates = ", ".join(f"{c} = excluded.{c}" for c in values)
+            self.execute(
+                f"INSERT INTO {target} ({columns}) SELECT {columns} FROM pending "
+                f"ON CONFLICT ({', '.join(keys)}) DO "
+                + (f"UPDATE SET {updates}" if updates else "NOTHING")
+            )
+        else:
+            self._refuse_repeated_keys(table, keys)
+            if updated:
+                sets = ", ".join(f"{c} = p.{c}" for c in values)
+                matches = " AND ".join(f"{target}.{k} = p.{k}" for k in keys)
+                self.execute(
+                    f"UPDATE {target} SET {sets} FROM pending p WHERE NOT p.is_new AND {matches}"
+                )
+            if inserted:
+                self.execute(
+                    f"INSERT INTO {target} ({columns}) SELECT {columns} FROM pending WHERE is_new"
+                )
         self.execute("DROP TABLE pending")
-        return LoadCounts(int(counts["inserted"]), int(counts["updated"]))
+        return LoadCounts(inserted, updated)
+
+    def _refuse_repeated_keys(self, table: str, keys: tuple[str, ...]) -> None:
+        """A key twice among the rows to write is refused, as a declared key refuses it."""
+        repeated = self.query(
+            f"SELECT {', '.join(keys)} FROM pending GROUP BY {', '.join(keys)} "
+            "HAVING count(*) > 1 LIMIT 1"
+        )
+        if not repeated.empty:
+            raise ValueError(
+                f"{table}: key {repeated.iloc[0].to_dict()} given more than once in one load"
+            )

@@ -1,7 +1,7 @@
 """What an earlier Meterflow left in a warehouse, brought up to today's schema when it changes,
-so that an upgrade loses no history: columns added since (nullable) are added to the tables, and
-MRV jobs and tasks (`mrv_job`, `mrv_task`) move in with every meter job's (`meter_job`,
-`meter_task`)."""
+so that an upgrade loses no history: columns added since (nullable) are added to the tables,
+DuckDB's fact tables lose the key index they were made with, and MRV jobs and tasks (`mrv_job`,
+`mrv_task`) move in with every meter job's (`meter_job`, `meter_task`)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,21 @@ import pandas as pd
 
 from meterflow.mrv.store import STAGE_OF
 from meterflow.warehouse.backend import Warehouse
-from meterflow.warehouse.schema import TABLES, TYPES
+from meterflow.warehouse.schema import TABLES, TYPES, UNINDEXED_IN_DUCKDB
 
 LEGACY = ("mrv_task", "mrv_job")
 
 
 def migrate(wh: Warehouse) -> None:
-    """Add the columns the tables lack; move the legacy MRV job and task rows into meter_job and
-    meter_task, then drop them."""
+    """Add the columns the tables lack; drop the key index of DuckDB's fact tables; move the
+    legacy MRV job and task rows into meter_job and meter_task, then drop them."""
     if wh.dialect == "bigquery":  # MRV never ran there: its legacy tables are empty
         for name in LEGACY:
             wh.execute(f"DROP TABLE IF EXISTS {wh.table(name)}")
         _add_columns(wh)
         return
     _add_columns(wh)
+    _unindex(wh)
     found = wh.query(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
         f"AND table_name IN ({', '.join('?' for _ in LEGACY)})",
@@ -78,6 +79,23 @@ def _errors(old) -> str | None:
             for e in json.loads(old)
         ]
     )
+
+
+def _unindex(wh: Warehouse) -> None:
+    """DuckDB tables made with a key index they no longer have (`UNINDEXED_IN_DUCKDB`): each
+    rebuilt without it in one transaction, every row kept."""
+    if wh.dialect != "duckdb":
+        return
+    keyed = wh.query(
+        "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+    )
+    for name in sorted(UNINDEXED_IN_DUCKDB & set(keyed["table_name"])):
+        columns = ", ".join(TABLES[name].column_names)
+        with wh.transaction():
+            wh.execute(TABLES[name].ddl("duckdb", f"{name}_unindexed"))
+            wh.execute(f"INSERT INTO {name}_unindexed SELECT {columns} FROM {name}")
+            wh.execute(f"DROP TABLE {name}")
+            wh.execute(f"ALTER TABLE {name}_unindexed RENAME TO {name}")
 
 
 def _add_columns(wh: Warehouse) -> None:
