@@ -170,4 +170,4 @@ def merge(storage: Storage, participant: Participant, runs: list[str]) -> int:
     now = datetime.now(UTC)
     changed = collect.merge(storage, participant, [*runs, *collect.unmerged(storage, now)], now)
     release_memory()
-    return len(changed)
+    return changed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -215,11 +216,13 @@ def _prepare(collection: Collection, meter, connector, window, result) -> Work |
     )
 
 
-def merge(
-    storage: Storage, participant: Participant, run_keys: list[str], now: datetime
-) -> pd.DataFrame:
+def merge(storage: Storage, participant: Participant, run_keys: list[str], now: datetime) -> int:
     """Upsert the hours of collection runs into the day files and record the runs in the
-    catalog; runs already merged are skipped. The rows that changed (with their meter)."""
+    catalog; runs already merged are skipped. How many meter-hours changed.
+
+    Each run's hours are split by day as it is read, so that a large participant's month (its
+    runs' hours, 720,000 rows for 1,000 meters) is held once, not also as one frame and again
+    as the rows that changed; each day is let go once written."""
     before = read_catalog(storage)
     after = Catalog(
         {m: MeterState(s.made_with, list(s.settled)) for m, s in before.meters.items()},
@@ -230,8 +233,7 @@ def merge(
         before.complete,
     )
     merged = {run["key"] for run in after.runs}
-    changed: list[pd.DataFrame] = []
-    hours = []
+    fresh_of: dict[tuple[str, str], list[pd.DataFrame]] = defaultdict(list)
     for key in dict.fromkeys(run_keys):
         if key in merged:
             continue
@@ -255,25 +257,24 @@ def merge(
                 run.hours["hour_utc"].min().isoformat(),
                 (run.hours["hour_utc"].max() + HOUR).isoformat(),
             ]
-            hours.append(
-                run.hours.assign(data_type=run.hours["meter_id"].map(run.manifest["data_types"]))
-            )
+            data_types = run.hours["meter_id"].map(run.manifest["data_types"])
+            for (data_type, midnight), fresh in run.hours[DAY_COLUMNS].groupby(
+                [data_types, run.hours["hour_utc"].dt.floor("D")]  # not strftime: 15 ms a run
+            ):
+                fresh_of[(data_type, f"{midnight:%Y-%m-%d}")].append(fresh)
         after.runs.append(
             {"run": run_id, "key": key, "seq": seq, "changed": span, "merged": now.isoformat()}
         )
     kept = now - RUNS_KEPT
     after.runs = [r for r in after.runs if datetime.fromisoformat(r["merged"]) >= kept]
-    if hours:
-        rows = pd.concat(hours, ignore_index=True)
-        for (data_type, midnight), fresh in rows.groupby(
-            ["data_type", rows["hour_utc"].dt.floor("D")]  # not strftime: 15 ms a participant
-        ):
-            day = f"{midnight:%Y-%m-%d}"
-            existing = read_day(storage, data_type, day)
-            changed.append(upsert_day(storage, data_type, day, fresh[DAY_COLUMNS], existing))
+    changed = 0
+    for data_type, day in sorted(fresh_of):
+        fresh = pd.concat(fresh_of.pop((data_type, day)), ignore_index=True)
+        existing = read_day(storage, data_type, day)
+        changed += len(upsert_day(storage, data_type, day, fresh, existing))
     after.payloads = after.payloads.reindex(columns=INDEX_SCHEMA.names)
     write_catalog(storage, before, after, now)
-    return pd.concat(changed, ignore_index=True) if changed else empty_day()
+    return changed
 
 
 def unmerged(storage: Storage, now: datetime) -> list[str]:

@@ -48,17 +48,24 @@ def empty_day() -> pd.DataFrame:
     return _EMPTY_DAY.copy()
 
 
-def read_day(storage: Storage, data_type: str, day: str) -> pd.DataFrame:
-    """Every meter's stored hours of one data type and UTC day (empty if none)."""
+def read_day(
+    storage: Storage, data_type: str, day: str, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Every meter's stored hours of one data type and UTC day (empty if none): all their
+    columns, or `columns`."""
     key = day_key(data_type, day)
     if not storage.exists(key):
-        return empty_day()
-    return from_arrow(pq.read_table(io.BytesIO(storage.read(key))))
+        return empty_day() if columns is None else empty_day()[columns]
+    return from_arrow(pq.read_table(io.BytesIO(storage.read(key)), columns=columns))
 
 
-def read_days(storage: Storage, data_type: str, days: list[str]) -> pd.DataFrame:
-    frames = [read_day(storage, data_type, day) for day in days]
-    return pd.concat(frames, ignore_index=True) if frames else empty_day()
+def read_days(
+    storage: Storage, data_type: str, days: list[str], columns: list[str] | None = None
+) -> pd.DataFrame:
+    frames = [read_day(storage, data_type, day, columns) for day in days]
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    return empty_day() if columns is None else empty_day()[columns]
 
 
 def read_hours(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame:

@@ -10,10 +10,12 @@ import pandas as pd
 from meterflow.aggregation.aggregate import PROPERTY_COLUMNS, aggregate_rows
 from meterflow.aggregation.calendar import calendar_rows
 from meterflow.aggregation.emission_factors import read_factors, refuse_silent_changes
+from meterflow.common.memory import release_memory
 from meterflow.common.storage import Storage
 from meterflow.common.timeutil import HourWindow, chunks, merge_windows, warehouse_time
 from meterflow.configuration.config import Participant, Property
 from meterflow.hours.hourly_store import DAY_SCHEMA, day_key, read_days
+from meterflow.standardisation.readings import HOURLY_COLUMNS
 from meterflow.warehouse.backend import (
     LoadCounts,
     StoredRows,
@@ -228,11 +230,15 @@ def load_emission_factors(wh: Warehouse) -> LoadCounts:
     return wh.upsert("dim_emission_factor", factors[TABLES["dim_emission_factor"].column_names])
 
 
+# What a load takes of the day files: not the provenance (fetch, made_with), the longest strings.
+LOADED_COLUMNS = ["meter_id", *HOURLY_COLUMNS]
+
+
 def window_frame(storage: Storage, participant: Participant, window: HourWindow) -> pd.DataFrame:
     """Every meter's stored hours inside the window, one frame (each day file read once)."""
     meters = {m.id for m in participant.meters}
     frames = [
-        read_days(storage, data_type, window.days()).assign(data_type=data_type)
+        read_days(storage, data_type, window.days(), LOADED_COLUMNS).assign(data_type=data_type)
         for data_type in sorted({m.data_type for m in participant.meters})
     ]
     rows = pd.concat(frames, ignore_index=True)
@@ -291,6 +297,12 @@ def load_at_least(left: int, workers: int) -> int:
     hour each) then pay a load's fixed cost about a dozen times, not once per three, and the
     last loads, which wait for the last participants, stay small."""
     return min(left, max(LOAD_AT_LEAST, -(-left // (2 * workers))))
+
+
+def load_days(participant: Participant) -> int:
+    """How many days of the participant's hours a load reads at a time: a week, or fewer when a
+    week would be more than ROWS_PER_UPSERT meter-hours (1,000 meters: 4 days)."""
+    return max(1, min(7, ROWS_PER_UPSERT // (24 * max(1, len(participant.meters)))))
 
 
 class Loader:
@@ -360,6 +372,7 @@ class Loader:
             rows = pd.concat(self._property, ignore_index=True)
             self.counts += wh.upsert("fact_hourly", rows)
         self._calendar, self._stored, self._property, self._gathered = [], [], [], 0
+        release_memory()  # a month's backfill flushes each week: its frames go back each time
         return self.counts
 
 
@@ -376,7 +389,7 @@ def load_pending(
     wh: Warehouse, pending: list[Pending], now: datetime
 ) -> tuple[dict[str, list[HourWindow]], dict[str, Exception]]:
     """Load and aggregate what the participants' runs not yet loaded changed (this dispatch's,
-    and any a lost flow left), a week at a time, gathered across participants, then record
+    and any a lost flow left), `load_days` at a time, gathered across participants, then record
     those runs as loaded. Each participant's loaded spans in order, and the participants whose
     stored hours could not be read, with why (the others still load)."""
     loader = Loader(wh)
@@ -387,16 +400,18 @@ def load_pending(
     failed: dict[str, Exception] = {}
     for item in pending:
         participant_id = item.participant.id
-        spans = [c for span in changed_spans(unloaded[participant_id]) for c in chunks(span, 7)]
-        try:
-            frames = [window_frame(item.storage, item.participant, span) for span in spans]
-        except Exception as exc:  # a day file that cannot be read: this participant alone
-            failed[participant_id] = exc
-            continue
-        for span, rows in zip(spans, frames, strict=True):
+        days = load_days(item.participant)
+        spans = [c for span in changed_spans(unloaded[participant_id]) for c in chunks(span, days)]
+        for span in spans:  # a few days at a time: a large participant's month is not held
+            try:
+                rows = window_frame(item.storage, item.participant, span)
+            except Exception as exc:  # a day file that cannot be read: this participant alone
+                failed[participant_id] = exc  # (its runs load again, whole, next time)
+                break
             loader.facts(item.storage, item.participant, span, rows)
             loader.aggregates(item.participant, rows)
-        spans_of[participant_id] = spans
+        else:
+            spans_of[participant_id] = spans
     loader.flush()
     record_loads(wh, {pid: unloaded[pid] for pid in spans_of})
     return spans_of, failed
