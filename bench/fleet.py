@@ -43,12 +43,15 @@ START = datetime(2026, 4, 1, tzinfo=UTC)
 PER_PARTICIPANT = 100
 
 
-def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWindow:
-    """Write `meters` CSV meters with `days` daily exports; return the window they cover."""
+def make_fleet(
+    data_root: Path, meters: int, days: int, seed: int = 7, per_participant: int = PER_PARTICIPANT
+) -> HourWindow:
+    """Write `meters` CSV meters with `days` daily exports, `per_participant` meters to each
+    participant; return the window they cover."""
     rng = np.random.default_rng(seed)
-    for first in range(0, meters, PER_PARTICIPANT):
-        pid = f"p{first // PER_PARTICIPANT:03d}"
-        ids = [f"{pid}-m{i:03d}" for i in range(min(PER_PARTICIPANT, meters - first))]
+    for first in range(0, meters, per_participant):
+        pid = f"p{first // per_participant:03d}"
+        ids = [f"{pid}-m{i:03d}" for i in range(min(per_participant, meters - first))]
         storage = LocalStorage(data_root, pid)
         meter_xml = [csv_meter(m, interval_minutes=5) for m in ids]
         storage.write(CONFIG_KEY, participant_xml(pid, meter_xml, site=f"{pid}-site"))
@@ -63,12 +66,14 @@ def make_fleet(data_root: Path, meters: int, days: int, seed: int = 7) -> HourWi
     return HourWindow(START, START + timedelta(days=days))
 
 
-def make_fleet_apart(data_root: Path, meters: int, days: int) -> HourWindow:
+def make_fleet_apart(
+    data_root: Path, meters: int, days: int, per_participant: int = PER_PARTICIPANT
+) -> HourWindow:
     """`make_fleet` in a process of its own, so that what writing the fleet leaves in memory
     (about 100 MiB at 10,000 meters) is not counted as the flow's."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(make_fleet, data_root, meters, days).result()
+        return pool.submit(make_fleet, data_root, meters, days, 7, per_participant).result()
 
 
 def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
@@ -100,6 +105,8 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
                 batch.append(Pending(storage, participant, read_catalog(storage).runs))
                 participants.append(participant)
                 outcomes += found
+            if not pending:  # as the flow does: the workers go before the last load
+                pool.shutdown(wait=False)
             with DuckDBWarehouse(warehouse) as wh:
                 load_pending(wh, batch, datetime.now(UTC))
     with DuckDBWarehouse(warehouse) as wh:

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.fleet import (
+    PER_PARTICIPANT,
     FlowMemory,
     make_fleet_apart,
     peak_rss_mib,
@@ -30,7 +31,7 @@ from bench.fleet import (
 from meterflow.collection.shards import DEFAULT_SHARD_SIZE
 
 
-def one(meters: int, days: int, shard_size: int) -> dict:
+def one(meters: int, days: int, shard_size: int, per_participant: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="mf-scale-"))
     quiet_prefect(work / "prefect")
     from prefect.testing.utilities import prefect_test_harness
@@ -38,7 +39,7 @@ def one(meters: int, days: int, shard_size: int) -> dict:
     from flows.dispatch import dispatch
 
     try:
-        window = make_fleet_apart(work / "data", meters, days)
+        window = make_fleet_apart(work / "data", meters, days, per_participant)
         with prefect_test_harness(server_startup_timeout=90), FlowMemory() as memory:
             seconds = timed(
                 lambda: dispatch(
@@ -67,10 +68,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
+    parser.add_argument("--per-participant", type=int, default=PER_PARTICIPANT)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.days, args.shard_size)))
+        print(json.dumps(one(args.one, args.days, args.shard_size, args.per_participant)))
         return
     results = []
     for size in args.sizes:
@@ -85,6 +87,8 @@ def main() -> None:
                 str(args.days),
                 "--shard-size",
                 str(args.shard_size),
+                "--per-participant",
+                str(args.per_participant),
             ],
             capture_output=True,
             text=True,
@@ -93,7 +97,8 @@ def main() -> None:
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = results[0]["meter_hours"] / results[0]["seconds"]
     print_table(
-        f"scale: meters x {args.days} day(s) through dispatch (shards of {args.shard_size})",
+        f"scale: meters x {args.days} day(s) through dispatch ({args.per_participant} meters a "
+        f"participant, shards of {args.shard_size})",
         [
             "meters",
             "meter-hours",

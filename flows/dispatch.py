@@ -32,7 +32,7 @@ from meterflow.reporting.schedule import REPORT_EVERY_HOURS
 from meterflow.warehouse.loads import load_at_least
 from tasks.collect import collect_groups, collect_participants
 from tasks.jobs import health_artifact, track_jobs
-from tasks.pool import here, pool_workers, task_runner, worker_pool
+from tasks.pool import here, pool_workers, release_workers, task_runner, worker_pool
 from tasks.warehouse import load_changes, report_due, report_window
 
 # Without an explicit window, a dispatch covers the complete hours of the last day.
@@ -201,9 +201,18 @@ def _collect_and_load(
             for batch in completed({participant_id: [f] for participant_id, f in handed.items()})
         )
 
+    left = len(ids)
+
+    def done_with(participants: int) -> None:
+        """Count the participants done with; after the last, the workers go (before its load)."""
+        nonlocal left
+        left -= participants
+        if not left:
+            release_workers()
+
     started_shards, valid = [], []
     for batch in batches:
-        collected = []
+        collected, sharded = [], len(started_shards)
         for planned in batch:
             participant_id = planned.participant_id
             if planned.error is not None:
@@ -231,12 +240,14 @@ def _collect_and_load(
                 outcomes_of[participant_id].extend(planned.report.outcomes)
                 collected.append(planned.participant)
                 valid.append(planned.participant)
+        done_with(len(batch) - (len(started_shards) - sharded))
         load(collected)
     # Participants collected in shards: merged and loaded together as their shards complete.
     started_of = {shards_of.participant.id: shards_of for shards_of in started_shards}
     for batch in completed({pid: shards_of.futures for pid, shards_of in started_of.items()}):
         for participant_id in batch:
             outcomes_of[participant_id].extend(started_of[participant_id].finish().outcomes)
+        done_with(len(batch))
         load([started_of[participant_id].participant for participant_id in batch])
     wait(runs)  # the groups' task runs end as their last participants are loaded
     return valid
@@ -291,7 +302,7 @@ def dispatch(
     # merged in a worker process, under its group's task run; the participants collected
     # meanwhile are loaded together while the workers do the next. A larger plan comes back to
     # be run in shards. A lone participant runs here (not worth starting worker
-    # processes for). The workers stop once every participant is collected and loaded.
+    # processes for). The workers stop once every participant is collected and merged.
     with worker_pool():
         valid = _collect_and_load(
             data_root, ids, buckets, window, shard_size, mode, shard_deployment, load, outcomes_of

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import queue
 import shutil
 import subprocess
 import threading
 import time
+from collections import defaultdict
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +39,7 @@ from prefect.settings import PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS, temp
 import flows.dispatch
 from flows.collect import collect
 from flows.demo import DEMO_KEYS, WW_DEVICE, demo_sources
-from flows.dispatch import completed, dispatch, participant_groups
+from flows.dispatch import _collect_and_load, completed, dispatch, participant_groups
 from flows.mrv import mrv
 from meterflow.collection.catalog import read_catalog
 from meterflow.common import demo_data
@@ -47,7 +49,7 @@ from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import read_configuration
 from meterflow.warehouse.loads import load_at_least
 from tasks.collect import collect_groups
-from tasks.pool import task_runner
+from tasks.pool import task_runner, worker_pool
 
 METERFLOW = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "meterflow"
 # Three days around the end of daylight saving in Sydney and Melbourne (5 April 2026).
@@ -481,6 +483,38 @@ def test_many_small_participants_are_loaded_a_quarter_per_worker_at_a_time():
         left -= batches[-1]
     assert batches == [25, 19, 14, 11, 8, 6, 5, 3, 3, 3, 3]
     assert [load_at_least(n, workers=2) for n in (10, 7, 4, 2)] == [3, 3, 3, 2]
+
+
+def test_the_worker_processes_go_before_the_last_load(prefect_server, tmp_path):
+    """Once every participant is collected and merged, the workers stop: the memory they hold
+    is freed while the flow loads the last participants, not after."""
+    data_root = tmp_path / "data"
+    ids = [f"p{i}" for i in range(4)]
+    for pid in ids:
+        storage = LocalStorage(data_root, pid)
+        storage.write(CONFIG_KEY, participant_xml(pid, [csv_meter("m1", 60)]))
+        rows = "".join(f"2026-04-01T{h:02d}:00:00Z,{h}\n" for h in range(24))
+        storage.write("exports/m1/day.csv", ("timestamp,value\n" + rows).encode())
+    window = HourWindow(datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC))
+    workers_at_load = []
+
+    def load(participants) -> None:
+        last = sum(n for n, _ in workers_at_load) + len(participants) == len(ids)
+        deadline = time.monotonic() + (10 if last else 0)  # the last: give them time to exit
+        while multiprocessing.active_children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers_at_load.append((len(participants), len(multiprocessing.active_children())))
+
+    @flow(task_runner=task_runner())
+    def collect_and_load() -> list:
+        with worker_pool():
+            return _collect_and_load(
+                str(data_root), ids, [], window, 100, "local", "", load, defaultdict(list)
+            )
+
+    assert [p.id for p in collect_and_load()] == ids
+    assert sum(n for n, _ in workers_at_load) == 4
+    assert all(alive for _, alive in workers_at_load[:-1]) and workers_at_load[-1][1] == 0
 
 
 def test_each_participant_reaches_the_flow_before_its_group_task_run_ends(prefect_server, tmp_path):
