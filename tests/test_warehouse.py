@@ -26,6 +26,15 @@ def meter_hours(values) -> pd.DataFrame:
     )
 
 
+def left_by_an_earlier_version(path: str, *statements: str) -> None:
+    """The warehouse as an earlier version left it: the statements run on it, and its schema
+    version forgotten, so that the next prepare brings it up to date."""
+    with duckdb.connect(path) as con:
+        for statement in statements:
+            con.execute(statement)
+        con.execute("DELETE FROM meterflow_schema")
+
+
 def test_upsert_inserts_then_changes_nothing_then_updates_only_what_differs(tmp_path):
     with DuckDBWarehouse(tmp_path / "w.duckdb").prepare() as wh:
         first = wh.upsert("fact_meter_hourly", meter_hours([1.0, 2.0, np.nan]))
@@ -58,11 +67,12 @@ def test_a_warehouse_made_before_a_column_was_added_gets_it_and_keeps_its_rows(t
             "INSERT INTO dim_calendar VALUES ('acme', 'hq', TIMESTAMP '2026-04-01 00:00', "
             "DATE '2026-04-01', 11, 2, FALSE, FALSE, NULL, TRUE, NULL, NULL)"
         )
-    with duckdb.connect(path) as con:  # as an earlier version left it
-        con.execute("DROP VIEW v_energy_hourly CASCADE")
-        con.execute("ALTER TABLE dim_calendar DROP COLUMN closure_reason")
-        con.execute("ALTER TABLE dim_calendar DROP COLUMN is_closed")
-        con.execute("DELETE FROM meterflow_schema")
+    left_by_an_earlier_version(
+        path,
+        "DROP VIEW v_energy_hourly CASCADE",
+        "ALTER TABLE dim_calendar DROP COLUMN closure_reason",
+        "ALTER TABLE dim_calendar DROP COLUMN is_closed",
+    )
     with DuckDBWarehouse(path) as wh:
         wh.prepare()
         rows = wh.query(
@@ -89,18 +99,17 @@ def test_fact_tables_made_with_a_key_index_are_rebuilt_without_it_keeping_their_
     with DuckDBWarehouse(path) as wh:
         wh.prepare()
         wh.upsert("fact_meter_hourly", meter_hours([1.0, 2.0, np.nan]))
-    with duckdb.connect(path) as con:  # as an earlier version left it
-        con.execute("CREATE TABLE keyed AS SELECT * FROM fact_meter_hourly")
-        con.execute("DROP TABLE fact_meter_hourly")
-        con.execute(
-            "CREATE TABLE fact_meter_hourly (participant_id VARCHAR NOT NULL, meter_id VARCHAR "
-            "NOT NULL, data_type VARCHAR NOT NULL, hour_utc TIMESTAMP NOT NULL, value DOUBLE, "
-            "unit VARCHAR NOT NULL, quality VARCHAR NOT NULL, coverage DOUBLE NOT NULL, "
-            "PRIMARY KEY (participant_id, meter_id, hour_utc))"
-        )
-        con.execute("INSERT INTO fact_meter_hourly SELECT * FROM keyed")
-        con.execute("DROP TABLE keyed")
-        con.execute("DELETE FROM meterflow_schema")
+    left_by_an_earlier_version(
+        path,
+        "CREATE TABLE keyed AS SELECT * FROM fact_meter_hourly",
+        "DROP TABLE fact_meter_hourly",
+        "CREATE TABLE fact_meter_hourly (participant_id VARCHAR NOT NULL, meter_id VARCHAR "
+        "NOT NULL, data_type VARCHAR NOT NULL, hour_utc TIMESTAMP NOT NULL, value DOUBLE, "
+        "unit VARCHAR NOT NULL, quality VARCHAR NOT NULL, coverage DOUBLE NOT NULL, "
+        "PRIMARY KEY (participant_id, meter_id, hour_utc))",
+        "INSERT INTO fact_meter_hourly SELECT * FROM keyed",
+        "DROP TABLE keyed",
+    )
     with DuckDBWarehouse(path) as wh:
         wh.prepare()
         keys = wh.query(
