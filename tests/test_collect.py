@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
+import meterflow.collection.collect as collecting
 from connectors import connector_for
 from meterflow.aggregation.aggregate import aggregate_changes
 from meterflow.collection.catalog import archived
-from meterflow.collection.collect import collect_meter, window_key
+from meterflow.collection.collect import MeterWindow, collect_meter, window_key
 from meterflow.collection.rawlog import object_key
 from meterflow.common.timeutil import HourWindow
 from meterflow.configuration.participant_xml import load_participant
@@ -253,3 +254,26 @@ def test_a_large_export_is_archived_as_an_object_of_its_own_and_read_back_from_i
     main = collect(storage, fixed, "main", now=datetime(2026, 4, 3, tzinfo=UTC))
     assert main.payloads_new == 0 and main.changed.value.tolist() == [0.003, 0.007, 0.011, 0.015]
     assert storage.list("raw/objects/") == [key]  # written once
+
+
+@pytest.mark.parametrize("merge_rows", [collecting.MERGE_ROWS, 1])
+def test_a_meter_hour_two_unmerged_runs_give_is_stored_once_with_the_later_value(
+    storage, participant, monkeypatch, merge_rows
+):
+    """A run a lost flow left unmerged and the run that collected the same hours again are
+    merged together: one row per meter-hour, the later run's, however many rows the merge
+    holds before it writes the days."""
+    monkeypatch.setattr(collecting, "MERGE_ROWS", merge_rows)
+    meter = participant.meter("main")
+    planned = [MeterWindow("main", WINDOW, len(WINDOW.hours()))]
+    runs = []
+    for values, force in (([1, 2, 3, 4, 5, 6, 7, 8], None), ([1, 2, 3, 4, 5, 6, 7, 80], True)):
+        storage.write("exports/main/day1.csv", interval_export(values))
+        shard = collecting.collect_shard(
+            storage, participant, planned, lambda m: connector_for(m, participant.id), NOW, force
+        )
+        runs.append(shard.run_key)
+    collecting.merge(storage, participant, runs, NOW)
+    hours = read_hours(storage, meter, ["2026-04-01"])
+    assert hours["value"].tolist() == [3.0, 7.0, 11.0, 87.0]
+    assert len(read_ledger(storage, meter, ["2026-04-01"])) == 4
