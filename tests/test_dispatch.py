@@ -512,7 +512,7 @@ def test_the_worker_processes_go_before_the_last_load(prefect_server, tmp_path):
                 str(data_root), ids, [], window, 100, "local", "", load, defaultdict(list)
             )
 
-    assert [p.id for p in collect_and_load()] == ids
+    assert sorted(p.id for p in collect_and_load()) == ids  # in the order they completed
     assert sum(n for n, _ in workers_at_load) == 4
     assert all(alive for _, alive in workers_at_load[:-1]) and workers_at_load[-1][1] == 0
 
