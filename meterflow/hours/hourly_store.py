@@ -55,7 +55,7 @@ def read_day(
     columns, or `columns`."""
     key = day_key(data_type, day)
     if not storage.exists(key):
-        return empty_day() if columns is None else empty_day()[columns]
+        return empty_day()[columns or DAY_COLUMNS]
     return from_arrow(pq.read_table(io.BytesIO(storage.read(key)), columns=columns))
 
 
@@ -65,7 +65,7 @@ def read_days(
     frames = [read_day(storage, data_type, day, columns) for day in days]
     if frames:
         return pd.concat(frames, ignore_index=True)
-    return empty_day() if columns is None else empty_day()[columns]
+    return empty_day()[columns or DAY_COLUMNS]
 
 
 def read_hours(storage: Storage, meter: Meter, days: list[str]) -> pd.DataFrame:
