@@ -102,6 +102,16 @@ def tasks_artifact(tracked: Tracked, label: str) -> None:
     """The meter tasks a run wrote (or updated): failed, quarantined, deferred first."""
     if tracked.tasks.empty:
         return
+    # Only these columns iterated: each timestamp in a row would cost a conversion.
+    columns = [
+        "participant_id",
+        "task_id",
+        "stage",
+        "status",
+        "retry_count",
+        "hours_produced",
+        "errors",
+    ]
     rows = [
         {
             "participant": t.participant_id,
@@ -112,7 +122,7 @@ def tasks_artifact(tracked: Tracked, label: str) -> None:
             "hours": "" if pd.isna(t.hours_produced) else int(t.hours_produced),
             "last error": last_error(t.errors) or "",
         }
-        for t in tracked.tasks.itertuples(index=False)
+        for t in tracked.tasks[columns].itertuples(index=False)
     ]
     counts = tracked.task_counts
     total = sum(counts.values())
