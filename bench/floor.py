@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from flows.dispatch import participant_groups
 from tasks.pool import task_runner, to_worker, worker_pool
 
 
-@task
+@task(cache_policy=NO_CACHE)  # as the dispatch's tasks
 def nothing(participant_ids: list[str]) -> list[int]:
     return [future.result() for future in [to_worker(len, pid) for pid in participant_ids]]
 

@@ -9,6 +9,7 @@ from concurrent.futures import Future, as_completed
 from contextvars import ContextVar
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 
 from blocks.storage import known_bucket, open_storage
@@ -22,7 +23,7 @@ from tasks.pool import in_worker, to_worker
 from tasks.worker import Planned
 
 
-@task(task_run_name="plan/{participant.id}/{window}")
+@task(task_run_name="plan/{participant.id}/{window}", cache_policy=NO_CACHE)
 def plan_participant(data_root: str, participant: Participant, window) -> list[MeterWindow]:
     return worker.plan(open_storage(data_root, participant.id), participant, window)
 
@@ -33,7 +34,7 @@ _handed: ContextVar[dict[str, Future[Planned]] | None] = ContextVar(
 )
 
 
-@task(task_run_name="participants/{label}/{window}")
+@task(task_run_name="participants/{label}/{window}", cache_policy=NO_CACHE)
 def collect_participants(
     data_root: str,
     participant_ids: list[str],
@@ -111,7 +112,7 @@ def _failed(handed: dict[str, Future[Planned]], label: str, group: list[str]) ->
             handed[participant_id].set_result(Planned(participant_id, error=why))
 
 
-@task(task_run_name="collect/{participant.id}/{label}")
+@task(task_run_name="collect/{participant.id}/{label}", cache_policy=NO_CACHE)
 def collect_shard(
     data_root: str,
     participant: Participant,
@@ -129,7 +130,7 @@ def collect_shard(
     return report
 
 
-@task(task_run_name="merge/{participant.id}")
+@task(task_run_name="merge/{participant.id}", cache_policy=NO_CACHE)
 def merge_runs(
     data_root: str, participant: Participant, runs: list[str], in_bucket: bool | None = None
 ) -> int:

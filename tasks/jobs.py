@@ -10,6 +10,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
+from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from blocks import open_warehouse
@@ -21,7 +22,7 @@ from meterflow.jobs.store import last_error
 from meterflow.jobs.track import Tracked, track
 
 
-@task(task_run_name="jobs/{label}")
+@task(task_run_name="jobs/{label}", cache_policy=NO_CACHE)
 def track_jobs(
     warehouse: str,
     participant_ids: list[str],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from blocks import load_policy, open_warehouse
 from meterflow.common.http import Caller
@@ -14,7 +15,7 @@ from meterflow.mrv.run import MrvOutcome, extract_and_verify, outcome, submit_pe
 from meterflow.mrv.store import NEEDS_ACTION, MrvStore
 
 
-@task(task_run_name="mrv/{participant.id}/until-{until:%Y-%m-%dT%H}Z")
+@task(task_run_name="mrv/{participant.id}/until-{until:%Y-%m-%dT%H}Z", cache_policy=NO_CACHE)
 def run_mrv(
     warehouse: str, participant: Participant, until: datetime, since: datetime | None = None
 ) -> tuple[list[MrvOutcome], list[MrvOutcome]]:

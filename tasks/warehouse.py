@@ -7,6 +7,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from blocks import open_warehouse
 from blocks.storage import known_bucket, open_storage
@@ -21,7 +22,7 @@ from meterflow.warehouse import LoadCounts, loads
 REPORT_LINK_DAYS = 7
 
 
-@task(task_run_name="load/{participant.id}/{window}")
+@task(task_run_name="load/{participant.id}/{window}", cache_policy=NO_CACHE)
 def load_window(
     data_root: str,
     warehouse: str,
@@ -40,7 +41,7 @@ def load_window(
         return counts
 
 
-@task(task_run_name="aggregate/{participant.id}/{window}")
+@task(task_run_name="aggregate/{participant.id}/{window}", cache_policy=NO_CACHE)
 def aggregate_window(
     data_root: str, warehouse: str, participant: Participant, window: HourWindow
 ) -> LoadCounts:
@@ -49,7 +50,7 @@ def aggregate_window(
         return loads.aggregate_window(wh, storage, participant, window)
 
 
-@task(task_run_name="load-changes/{label}")
+@task(task_run_name="load-changes/{label}", cache_policy=NO_CACHE)
 def load_changes(
     data_root: str,
     warehouse: str,
@@ -76,7 +77,7 @@ def report_due(data_root: str, participant_id: str, every: timedelta) -> bool:
     return latest_report_due(storage, datetime.now(UTC), every)
 
 
-@task(task_run_name="report/{participant.id}/{window}")
+@task(task_run_name="report/{participant.id}/{window}", cache_policy=NO_CACHE)
 def report_window(
     data_root: str, warehouse: str, participant: Participant, window: HourWindow
 ) -> str:
