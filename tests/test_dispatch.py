@@ -8,6 +8,7 @@ import os
 import queue
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -99,6 +100,21 @@ def tables(warehouse) -> dict:
                 "mrv_transition",
             )
         }
+
+
+def flow_logs(flow_run_id, awaited: str, timeout: float = 10.0) -> list[str]:
+    """The flow run's log messages, once one says `awaited` (or after `timeout` seconds): a
+    run's logs reach the API in the background, every few seconds."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+            messages = [log.message for log in logs]
+            if any(awaited in m for m in messages) or time.monotonic() > deadline:
+                return messages
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -407,6 +423,45 @@ def test_hours_stored_but_never_loaded_are_loaded_by_the_next_dispatch(prefect_s
         runs = con.execute("SELECT run_id FROM load_log").fetchall()
     assert loaded == (24, sum(range(24)))
     assert runs == [(run["run"],)]  # the warehouse knows it holds that run's hours
+
+
+def test_a_locked_warehouse_fails_the_loads_and_the_next_dispatch_loads_what_was_collected(
+    prefect_server, tmp_path
+):
+    """Another process writing the DuckDB file: the dispatch still collects and stores every
+    participant, says that the warehouse could be neither prepared nor loaded, and ends Failed
+    naming each participant; the next dispatch loads the hours the failed one stored."""
+    data_root, ids = tmp_path / "data", ["north", "south"]
+    for pid in ids:
+        storage = LocalStorage(data_root, pid)
+        storage.write(CONFIG_KEY, participant_xml(pid, [csv_meter("m1", 60)]))
+        rows = "".join(f"2026-04-01T{h:02d}:00:00Z,{h}\n" for h in range(24))
+        storage.write("exports/m1/day.csv", ("timestamp,value\n" + rows).encode())
+    day = {"start": "2026-04-01T00:00+00:00", "end": "2026-04-02T00:00+00:00"}
+    warehouse = str(tmp_path / "warehouse.duckdb")
+    hold = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held'); time.sleep(600)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, warehouse], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        state = dispatch(**day, data_root=str(data_root), warehouse=warehouse, return_state=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert state.is_failed()
+    for pid in ids:
+        assert f"{pid}/*: warehouse load failed: " in state.message
+    said = "warehouse not prepared ahead of the loads"
+    assert said in " ".join(flow_logs(state.state_details.flow_run_id, said))
+    summary = dispatch(**day, data_root=str(data_root), warehouse=warehouse)
+    assert [r["hours_new"] for r in summary] == [0, 0]  # collected by the failed dispatch
+    with duckdb.connect(warehouse, read_only=True) as con:
+        loaded = con.execute(
+            "SELECT participant_id, count(*), sum(value) FROM fact_meter_hourly "
+            "GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert loaded == [(pid, 24, sum(range(24))) for pid in ids]
 
 
 def test_an_hourly_dispatch_renders_the_report_once_a_day_unless_told(prefect_server, tmp_path):
