@@ -36,7 +36,7 @@ from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import list_participants
 from meterflow.jobs.track import track
 from meterflow.warehouse import DuckDBWarehouse
-from meterflow.warehouse.loads import Pending, load_at_least, load_pending, prepare_warehouse
+from meterflow.warehouse.loads import Pending, load_at_least, load_pending
 from tasks import worker
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
@@ -93,8 +93,6 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
             pool.submit(_participant, data_root, pid, window)
             for pid in list_participants(data_root)
         }
-        with DuckDBWarehouse(warehouse) as wh:  # as the flow does, while the workers start
-            prepare_warehouse(wh)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             while pending and len(done) < load_at_least(len(done) + len(pending), workers):

@@ -33,7 +33,7 @@ from meterflow.warehouse.loads import load_at_least
 from tasks.collect import collect_groups, collect_participants
 from tasks.jobs import health_artifact, track_jobs
 from tasks.pool import here, pool_workers, release_workers, task_runner, worker_pool
-from tasks.warehouse import load_changes, prepare_warehouse, report_due, report_window
+from tasks.warehouse import load_changes, report_due, report_window
 
 # Without an explicit window, a dispatch covers the complete hours of the last day.
 LOOKBACK_HOURS = 24
@@ -180,11 +180,9 @@ def _collect_and_load(
     shard_deployment: str,
     load: Callable[[list[Participant]], None],
     outcomes_of: dict[str, list[MeterOutcome]],
-    warehouse: str | None = None,
 ) -> list[Participant]:
     """Collect every participant and `load` them as they complete, noting their outcomes;
-    the participants whose configuration is valid. The `warehouse` `load` writes to, if given,
-    is prepared while the worker processes start."""
+    the participants whose configuration is valid."""
     logger = get_run_logger()
     one_shard = mode == "local"
     runs = []
@@ -198,11 +196,6 @@ def _collect_and_load(
         handed, runs = collect_groups(
             data_root, participant_groups(ids), window, shard_size, one_shard, buckets
         )
-        try:
-            if warehouse is not None:
-                prepare_warehouse(warehouse)
-        except Exception as exc:  # e.g. locked by another writer: each load tries, and says so
-            logger.warning("warehouse not prepared ahead of the loads: %s", exc)
         batches = (
             [handed[participant_id].result() for participant_id in batch]
             for batch in completed({participant_id: [f] for participant_id, f in handed.items()})
@@ -312,16 +305,7 @@ def dispatch(
     # processes for). The workers stop once every participant is collected and merged.
     with worker_pool():
         valid = _collect_and_load(
-            data_root,
-            ids,
-            buckets,
-            window,
-            shard_size,
-            mode,
-            shard_deployment,
-            load,
-            outcomes_of,
-            warehouse,
+            data_root, ids, buckets, window, shard_size, mode, shard_deployment, load, outcomes_of
         )
     outcomes = [o for found in outcomes_of.values() for o in found]
     state_of = {}

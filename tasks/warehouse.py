@@ -72,11 +72,6 @@ def load_changes(
     return spans_of, {pid: f"{type(exc).__name__}: {exc}" for pid, exc in failed.items()}
 
 
-def prepare_warehouse(warehouse: str) -> None:
-    with open_warehouse(warehouse) as wh:
-        loads.prepare_warehouse(wh)
-
-
 def report_due(data_root: str, participant_id: str, every: timedelta) -> bool:
     storage = open_storage(data_root, participant_id)
     return latest_report_due(storage, datetime.now(UTC), every)

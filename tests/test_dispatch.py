@@ -102,21 +102,6 @@ def tables(warehouse) -> dict:
         }
 
 
-def flow_logs(flow_run_id, awaited: str, timeout: float = 10.0) -> list[str]:
-    """The flow run's log messages, once one says `awaited` (or after `timeout` seconds): a
-    run's logs reach the API in the background, every few seconds."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            logs = client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-            )
-            messages = [log.message for log in logs]
-            if any(awaited in m for m in messages) or time.monotonic() > deadline:
-                return messages
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def demo(prefect_server, tmp_path_factory):
     data_root = tmp_path_factory.mktemp("e2e") / "data"
@@ -429,8 +414,8 @@ def test_a_locked_warehouse_fails_the_loads_and_the_next_dispatch_loads_what_was
     prefect_server, tmp_path
 ):
     """Another process writing the DuckDB file: the dispatch still collects and stores every
-    participant, says that the warehouse could be neither prepared nor loaded, and ends Failed
-    naming each participant; the next dispatch loads the hours the failed one stored."""
+    participant and ends Failed naming each one, with why; the next dispatch loads the hours
+    the failed one stored."""
     data_root, ids = tmp_path / "data", ["north", "south"]
     for pid in ids:
         storage = LocalStorage(data_root, pid)
@@ -452,8 +437,6 @@ def test_a_locked_warehouse_fails_the_loads_and_the_next_dispatch_loads_what_was
     assert state.is_failed()
     for pid in ids:
         assert f"{pid}/*: warehouse load failed: " in state.message
-    said = "warehouse not prepared ahead of the loads"
-    assert said in " ".join(flow_logs(state.state_details.flow_run_id, said))
     summary = dispatch(**day, data_root=str(data_root), warehouse=warehouse)
     assert [r["hours_new"] for r in summary] == [0, 0]  # collected by the failed dispatch
     with duckdb.connect(warehouse, read_only=True) as con:

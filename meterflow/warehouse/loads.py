@@ -223,14 +223,6 @@ def load_calendar(wh: Warehouse, participant: Participant, hours: pd.DatetimeInd
     return wh.upsert("dim_calendar", pd.concat(frames, ignore_index=True))
 
 
-def prepare_warehouse(wh: Warehouse) -> LoadCounts:
-    """What every load needs first, the tables and views and the emission factors: a dispatch
-    does it while its worker processes start, when it would otherwise wait for them (its first
-    load then took 0.2-0.4 s less of a 1,000-meter backfill's 4 s)."""
-    wh.prepare()
-    return load_emission_factors(wh)
-
-
 def load_emission_factors(wh: Warehouse) -> LoadCounts:
     factors = read_factors()
     stored = wh.query(f"SELECT * FROM {wh.table('dim_emission_factor')}")
