@@ -84,10 +84,9 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
     then the meters' ETL tasks recorded and their health evaluated, as the flow does."""
     started = datetime.now(UTC)
     participants, outcomes = [], []
-    context = multiprocessing.get_context("spawn")  # as the flow's pool starts workers
     workers = os.cpu_count() or 1
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=worker.start_worker, initargs=({},)
+    with ProcessPoolExecutor(  # its workers start as the flow's do
+        workers, mp_context=worker.WORKER_CONTEXT, initializer=worker.start_worker, initargs=({},)
     ) as pool:
         pending = {
             pool.submit(_participant, data_root, pid, window)

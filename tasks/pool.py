@@ -16,7 +16,6 @@ health.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -58,7 +57,7 @@ def worker_pool() -> Iterator[None]:
     env = get_current_settings().to_environment_variables(exclude_unset=True)
     pool = ProcessPoolExecutor(
         pool_workers(),
-        mp_context=multiprocessing.get_context("spawn"),  # fork would copy the flow's threads
+        mp_context=worker.WORKER_CONTEXT,
         initializer=worker.start_worker,
         initargs=(env,),
     )
