@@ -20,18 +20,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from bench.bare_worker import collect_participant
 from connectors import health_thresholds
 from meterflow.collection.catalog import read_catalog
-from meterflow.collection.shards import (
-    DEFAULT_SHARD_SIZE,
-    MeterOutcome,
-    ShardReport,
-    shard,
-    shard_label,
-)
 from meterflow.common.storage import CONFIG_KEY, LocalStorage
 from meterflow.common.timeutil import HourWindow
-from meterflow.configuration.config import Participant
 from meterflow.configuration.fleets import csv_meter, participant_xml
 from meterflow.configuration.participants import list_participants
 from meterflow.jobs.track import track
@@ -89,7 +82,7 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
         workers, mp_context=worker.WORKER_CONTEXT, initializer=worker.start_worker, initargs=({},)
     ) as pool:
         pending = {
-            pool.submit(_participant, data_root, pid, window)
+            pool.submit(collect_participant, data_root, pid, window)
             for pid in list_participants(data_root)
         }
         while pending:
@@ -112,27 +105,6 @@ def run_bare(data_root: Path, warehouse: Path, window: HourWindow) -> None:
         ids = [p.id for p in participants]
         now = datetime.now(UTC)
         track(wh, ids, participants, outcomes, health_thresholds, started, now, window.end)
-
-
-def _participant(
-    data_root: Path, participant_id: str, window: HourWindow
-) -> tuple[Participant, list[MeterOutcome]]:
-    """One participant in a worker process, with the code the dispatch's worker processes run
-    (`tasks.worker`): validated, planned, collected shard by shard, and its runs merged."""
-    root = str(data_root)
-    planned = worker.collect_participant(
-        root, participant_id, window, DEFAULT_SHARD_SIZE, True, False
-    )
-    if planned.error is not None:
-        raise planned.error
-    if planned.report is not None:  # one shard: collected and merged already
-        return planned.participant, planned.report.outcomes
-    report, shards = ShardReport(), shard(planned.planned, DEFAULT_SHARD_SIZE)
-    for i, meters in enumerate(shards):
-        label = shard_label(i, len(shards), meters)
-        report.merge(worker.collect_shard(root, planned.participant, meters, label, None, False))
-    worker.merge_runs(root, planned.participant, report.runs, False)
-    return planned.participant, report.outcomes
 
 
 # The plain one-pass job a data engineer would write over the same exports: no ledger, no
