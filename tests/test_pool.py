@@ -28,7 +28,7 @@ if __name__ == "__main__":
 
 def test_a_worker_does_not_run_the_flow_process_main_module_nor_import_prefect(tmp_path):
     """A spawned process runs its parent's main module first; for a deployed flow run that is
-    Prefect's CLI (1.2 s and 85 MiB on this machine), in every worker of every dispatch."""
+    Prefect's CLI (0.8 s and 48 MiB PSS more a worker here), in every worker of every dispatch."""
     marker = tmp_path / "ran"
     (tmp_path / "main.py").write_text(MAIN.format(marker=str(marker)))
     (tmp_path / "probe.py").write_text(
