@@ -7,6 +7,13 @@ import ctypes.util
 
 import pyarrow as pa
 
+# Arrow's buffers come from the C library's allocator, not pyarrow's bundled mimalloc, which
+# kept more of what a merge or a load freed: at 10,000 meters x 30 days in participants of
+# 1,000, the flow and its workers peaked at 917 MiB PSS against 1,001-1,009, and six alternating
+# bare backfills took 1.009 times as long (medians of their rounds' ratios). Every process that
+# frees Arrow memory imports this module.
+pa.set_memory_pool(pa.system_memory_pool())
+
 _libc_name = ctypes.util.find_library("c")
 _libc = ctypes.CDLL(_libc_name) if _libc_name else None
 
